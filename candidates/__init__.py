@@ -1,0 +1,1 @@
+"""Implementations under test, behind the protocol in candidates/protocol.py."""

@@ -1,0 +1,1 @@
+"""Data, comparisons, finite differences, localization, training, reports and `verify`."""
