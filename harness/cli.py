@@ -1,0 +1,231 @@
+"""`verify`: is my backprop right, and if not, where exactly?
+
+    verify [--data DIR] [--candidate NAME | path/to/file.py:attr | module:attr] [...]
+    verify selftest | train | gate  [...]          (see `verify CMD --help`)
+
+Exit codes: 0 every check passed, 1 some check failed, 2 bad usage or bad input.
+This is the only module of the harness, with the reporters, that prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad input or usage: printed as one message, exit code 2."""
+
+
+def add_common_report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", metavar="PATH", help="write the report as JSON")
+    p.add_argument("--markdown", metavar="PATH", help="write the report as Markdown")
+    p.add_argument("--html", metavar="PATH", help="write a self-contained HTML report")
+    p.add_argument("--junit", metavar="PATH", help="write JUnit XML, one case per check")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-v", "--verbose", action="store_true", help="a verdict line per check")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="verify",
+        description="Check a LeCun-1989 network's forward and backward, layer by layer, "
+        "against the NumPy reference, its PyTorch twin and finite differences.",
+        epilog="--candidate with a file path or module IMPORTS AND RUNS that code. "
+        "Exit codes: 0 pass, 1 a check failed, 2 bad usage or input.",
+    )
+    p.add_argument("--data", metavar="DIR",
+                   help="USPS folder (parquet layout or zip.train.gz); default: $USPS_DATA, "
+                   "then ./data/usps and ../shared/data/usps, then the hub; if none is found "
+                   "a deterministic synthetic batch is used and the report says so")
+    p.add_argument("--candidate", default="reference", metavar="NAME|FILE.py:ATTR|MOD:ATTR",
+                   help="what to check: a built-in (reference, karpathy, notebook, "
+                   "notebook-fixed) or your own file/module (this runs your code); "
+                   "default: reference (the NumPy reference against its twin)")
+    p.add_argument("--preset", default="paper", choices=["paper", "karpathy"],
+                   help="the spec the reference is built from (default: paper)")
+    p.add_argument("--params", metavar="FILE.npz", help="parameters to use instead of a "
+                   "seeded initialisation (.npz from reference.params.save_params)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shared parameters")
+    p.add_argument("--samples", type=int, default=4,
+                   help="how many training digits to check on (default 4: the first of "
+                   "classes 0, 1, 2, 3)")
+    p.add_argument("--dtype", default="float64", choices=["float64", "float32"],
+                   help="dtype of the implementations (finite differences are float64)")
+    p.add_argument("--timeout", type=float, default=120.0,
+                   help="seconds a candidate's call may take before it is reported as hung")
+    add_common_report_args(p)
+    sub = p.add_subparsers(dest="command", metavar="{selftest,train,gate}")
+    for modname in ("harness.selftest_cli", "harness.train_cli", "harness.gate_cli"):
+        try:
+            mod = __import__(modname, fromlist=["add_parser"])
+        except ImportError as e:
+            if e.name != modname:
+                raise
+            continue
+        mod.add_parser(sub)
+    return p
+
+
+def pick_digits(data, n: int):
+    """The first training digit of classes 0, 1, 2, ... cycling, n of them."""
+    idx, seen = [], {}
+    for cls in [c % 10 for c in range(n)]:
+        start = seen.get(cls, -1) + 1
+        hits = np.flatnonzero(data.train_y[start:] == cls)
+        if hits.size == 0:
+            raise UsageError(f"no training digit of class {cls} left to take")
+        seen[cls] = start + int(hits[0])
+        idx.append(seen[cls])
+    return data.train_x[idx], data.train_y[idx], idx
+
+
+def load_batch(args, console):
+    from harness import data as D
+
+    if args.samples < 1:
+        raise UsageError(f"--samples must be at least 1, got {args.samples}")
+    try:
+        usps = D.load_usps(args.data)
+    except D.DataError as e:
+        if args.data:
+            raise UsageError(str(e)) from None
+        x, y = D.synthetic_batch(args.samples, seed=args.seed)
+        note = ("no USPS data found (see `verify --help` for where it looks): using a "
+                f"deterministic synthetic batch of {args.samples} patterns")
+        console.print(f"note: {note}", highlight=False)
+        return x, y, "synthetic", note
+    x, y, idx = pick_digits(usps, args.samples)
+    return x, y, f"{usps.source} (train indices {idx})", None
+
+
+def load_params_arg(args, spec):
+    from reference.params import init_params, load_params
+
+    if args.params:
+        try:
+            return load_params(args.params, spec)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+    return init_params(spec, args.seed)
+
+
+def progress_bar(console, enabled: bool, label: str):
+    """A (context manager, update(done, total)) pair; a no-op when disabled."""
+    import contextlib
+
+    if not enabled:
+        return contextlib.nullcontext(), None
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    prog = Progress(TextColumn(label), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                    TimeRemainingColumn(), console=console, transient=True)
+    task = prog.add_task(label, total=None)
+
+    def update(done, total):
+        prog.update(task, completed=done, total=total)
+
+    return prog, update
+
+
+def run_verify(args, console) -> int:
+    from harness.report_model import Report
+    from reference.spec import preset
+
+    spec = preset(args.preset)
+    x, y, source, note = load_batch(args, console)
+    params = load_params_arg(args, spec)
+    report = Report(candidate=args.candidate, data_source=source, samples=len(x),
+                    dtype=args.dtype, seed=args.seed, preset=args.preset)
+    if note:
+        report.notes.append(note)
+    show = not args.no_progress and console.is_terminal
+    t0 = time.perf_counter()
+    if args.candidate == "reference":
+        from harness.verify_reference import run_reference_checks
+
+        ctx, update = progress_bar(console, show, "finite differences")
+        with ctx:
+            report.checks = run_reference_checks(spec, params, x, y, dtype=args.dtype,
+                                                 progress=update)
+        _add_sdlm_checks(report, spec, params, x, y)
+    else:
+        from harness.verify_candidate import run_candidate_checks
+
+        ctx, update = progress_bar(console, show, f"checking {args.candidate}")
+        with ctx:
+            run_candidate_checks(report, args.candidate, spec, params, x, y,
+                                 timeout=args.timeout, progress=update)
+    report.notes.append(f"checks took {time.perf_counter() - t0:.1f} s")
+    emit(report, args, console)
+    return EXIT_PASS if report.verdict == "pass" else EXIT_FAIL
+
+
+def _add_sdlm_checks(report, spec, params, x, y) -> None:
+    try:
+        from harness.sdlm_checks import sdlm_checks
+    except ImportError:
+        return
+    report.checks += sdlm_checks(spec, params, x, y)
+
+
+def emit(report, args, console) -> None:
+    """Render to the console and write every requested file; a file that cannot be written
+    is named and the rest are still written."""
+    from harness import report_console, report_files
+
+    report_console.render(report, console, verbose=args.verbose)
+    writers = [(args.json, report_files.to_json), (args.markdown, report_files.to_markdown)]
+    try:
+        from harness import report_html
+
+        writers.append((getattr(args, "html", None), report_html.to_html))
+    except ImportError:
+        pass
+    try:
+        from harness import report_junit
+
+        writers.append((getattr(args, "junit", None), report_junit.to_junit))
+    except ImportError:
+        pass
+    errors = []
+    for path, render in writers:
+        if not path:
+            continue
+        try:
+            report_files.write_atomic(path, render(report))
+            console.print(f"wrote {path}", highlight=False)
+        except report_files.ReportWriteError as e:
+            errors.append(str(e))
+    if errors:
+        raise UsageError("could not write: " + "; ".join(errors)
+                         + " (the console report above is complete)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rich.console import Console
+
+    # a report read in a CI log or a file is wider than a default 80-column pipe
+    console = Console() if sys.stdout.isatty() else Console(width=120)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command is None:
+            return run_verify(args, console)
+        return args.run(args, console)
+    except UsageError as e:
+        console.print(f"[bold red]error:[/] {e}", highlight=False)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        console.print("interrupted; files already written are complete", highlight=False)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Compare one obtained tensor with one expected tensor under a Tolerance.
+
+The result carries everything a report needs: max abs and rel difference, where the worst
+element is (by fraction of tolerance used), how many elements fail, the smallest rtol (at the
+policy's atol) and the smallest atol (at rtol 0) that would have passed, and the maps or rows
+that hold failing entries. NaN or Inf never passes; shapes are compared before values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from harness.tolerance import Tolerance
+
+PASS, FAIL, NOT_RUN = "pass", "fail", "not_run"
+
+
+@dataclass
+class Check:
+    layer: str
+    quantity: str  # activation | weight_grad | bias_grad | input_grad | loss_grad | ...
+    against: str  # twin | finite_diff | reference | self_fd
+    status: str = NOT_RUN
+    subject: str = "reference"  # what was checked
+    mode: str = ""  # "isolated" (fed the reference's inputs) or "chain" (fed by itself)
+    shape: tuple = ()
+    max_abs: float = float("nan")
+    max_rel: float = float("nan")
+    worst_index: tuple | None = None
+    worst_obtained: float = float("nan")
+    worst_expected: float = float("nan")
+    n_fail: int = 0
+    n: int = 0
+    rtol: float = float("nan")
+    atol: float = float("nan")
+    ratio: float = float("nan")  # max |d| / (atol + rtol |e|): <= 1 passes
+    needed_rtol: float = float("nan")
+    needed_atol: float = float("nan")
+    failing_groups: list = field(default_factory=list)  # leading-axis indices with failures
+    reason: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == PASS
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["ok"] = self.ok
+        d["shape"] = list(self.shape)
+        d["worst_index"] = None if self.worst_index is None else list(self.worst_index)
+        for k, v in d.items():
+            if isinstance(v, float) and not np.isfinite(v):
+                d[k] = None if np.isnan(v) else ("inf" if v > 0 else "-inf")
+        return d
+
+
+def not_run(layer, quantity, against, reason, **kw) -> Check:
+    return Check(layer, quantity, against, status=NOT_RUN, reason=reason, **kw)
+
+
+def compare(obtained, expected, tol: Tolerance, layer: str, quantity: str, against: str,
+            group_axis: int = 0, **kw) -> Check:
+    """Compare arrays; never raises on bad values, only on programming errors.
+
+    `group_axis` names the axis whose indices `failing_groups` lists (the map axis: 0 for a
+    kernel (maps, ...), 1 for an activation (N, maps, ...))."""
+    c = Check(layer, quantity, against, rtol=tol.rtol, **kw)
+    if obtained is None:
+        c.status, c.reason = FAIL, "returned None where an array was expected"
+        return c
+    try:
+        a = np.asarray(obtained, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        c.status, c.reason = FAIL, f"not convertible to an array ({e})"
+        return c
+    e_ = np.asarray(expected, dtype=np.float64)
+    c.shape = tuple(e_.shape)
+    if a.shape != e_.shape:
+        if a.size == e_.size and a.squeeze().shape == e_.squeeze().shape:
+            a = a.reshape(e_.shape)  # (10, 1) vs (1, 10) etc.: same values, other layout
+        else:
+            c.status = FAIL
+            c.reason = f"shape {tuple(a.shape)}, expected {tuple(e_.shape)}"
+            return c
+    c.n = int(a.size)
+    bad = ~np.isfinite(a)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        c.status, c.worst_index = FAIL, idx
+        c.n_fail = int(bad.sum())
+        c.reason = f"{c.n_fail} NaN/Inf entries, first at {idx}"
+        c.max_abs = c.max_rel = c.ratio = float("inf")
+        return c
+    if not np.all(np.isfinite(e_)):
+        c.status, c.reason = NOT_RUN, "the expected tensor holds NaN/Inf; nothing to compare to"
+        return c
+    c.atol = tol.atol(e_)
+    d = np.abs(a - e_)
+    ae = np.abs(e_)
+    allowed = c.atol + tol.rtol * ae
+    ratio = d / allowed
+    k = int(np.argmax(ratio)) if a.size else 0
+    c.ratio = float(ratio.flat[k]) if a.size else 0.0
+    c.worst_index = tuple(int(i) for i in np.unravel_index(k, a.shape)) if a.size else ()
+    c.worst_obtained = float(a.flat[k]) if a.size else float("nan")
+    c.worst_expected = float(e_.flat[k]) if a.size else float("nan")
+    c.max_abs = float(d.max()) if a.size else 0.0
+    nz = ae > 0
+    if nz.any():
+        c.max_rel = float((d[nz] / ae[nz]).max())
+    else:
+        c.max_rel = 0.0 if c.max_abs == 0 else float("inf")
+    fail = ratio > 1.0
+    c.n_fail = int(fail.sum())
+    excess = np.maximum(d - c.atol, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        need = np.where(excess > 0, excess / np.where(ae > 0, ae, 0.0), 0.0)
+    c.needed_rtol = float(np.nanmax(need)) if a.size else 0.0
+    c.needed_atol = c.max_abs
+    if fail.any() and a.ndim > group_axis:
+        c.failing_groups = [int(g) for g in np.unique(np.argwhere(fail)[:, group_axis])]
+    c.status = FAIL if c.n_fail else PASS
+    return c
+
+
+def worst_rows(obtained, expected, tol: Tolerance, limit: int = 10):
+    """The `limit` entries that use the most tolerance: (index, obtained, expected, diff)."""
+    a = np.asarray(obtained, dtype=np.float64).reshape(np.shape(expected))
+    e_ = np.asarray(expected, dtype=np.float64)
+    d = np.abs(a - e_)
+    ratio = d / (tol.atol(e_) + tol.rtol * np.abs(e_))
+    order = np.argsort(ratio, axis=None)[::-1][:limit]
+    return [
+        (tuple(int(i) for i in np.unravel_index(k, a.shape)), float(a.flat[k]),
+         float(e_.flat[k]), float(a.flat[k] - e_.flat[k]))
+        for k in order
+    ]

@@ -1,0 +1,86 @@
+"""JSON and Markdown reports, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from harness.report_model import Report
+from harness.report_text import cell, grid, summary_line, verdict_line
+from harness.tolerance import policy_table
+
+
+class ReportWriteError(OSError):
+    """A report could not be written; the message names the path and the reason."""
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> Path:
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise ReportWriteError(f"{path}: cannot write here ({e.strerror or e})") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise ReportWriteError(f"{path}: write failed ({e.strerror or e})") from None
+    return path
+
+
+def to_json(report: Report) -> str:
+    d = report.to_dict()
+    d.pop("console_sections", None)
+    d["tolerance_policy"] = policy_table()
+    return json.dumps(d, indent=2, default=_default)
+
+
+def _default(o):
+    try:
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:
+        pass
+    return str(o)
+
+
+def to_markdown(report: Report) -> str:
+    labels, rows = grid(report)
+    out = [f"# verify: {report.candidate}", "",
+           f"**{summary_line(report)}**", "",
+           f"- data: {report.data_source}, {report.samples} patterns",
+           f"- dtype: {report.dtype}; preset: {report.preset}; seed: {report.seed}", ""]
+    out.append("| layer | quantity | " + " | ".join(f"{lab}: max rel (tol used)" for lab in labels)
+               + " |")
+    out.append("|---|---|" + "---|" * len(labels))
+    for layer, quantity, cells in rows:
+        out.append(f"| {layer} | {quantity} | "
+                   + " | ".join(cell(cells.get(lab)) for lab in labels) + " |")
+    out.append("")
+    for title, body in report.sections.get("markdown_sections", []):
+        out += [f"## {title}", "", body, ""]
+    out += ["## Checks", "", "```"]
+    for c in report.sorted_checks():
+        out += verdict_line(c)
+    out += ["```", ""]
+    if report.notes:
+        out += ["## Notes", ""] + [f"- {n}" for n in report.notes] + [""]
+    out += ["## Tolerance policy", "",
+            "An entry passes when |obtained - expected| <= atol + rtol |expected|, with "
+            "atol = max(floor * max|expected|, tiny). NaN or Inf never passes.", "",
+            "| against | dtype | rtol | floor | tiny | why |", "|---|---|---|---|---|---|"]
+    for t in policy_table():
+        out.append(f"| {t['against']} | {t['dtype']} | {t['rtol']:g} | {t['floor']:g} | "
+                   f"{t['tiny']:g} | {t['why']} |")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,100 @@
+"""Plain-text pieces shared by the console and Markdown reporters: one verdict line per
+check (with the smallest tolerance that would have passed), and the layer x quantity grid."""
+
+from __future__ import annotations
+
+from harness.compare import FAIL, NOT_RUN, PASS, Check
+from harness.report_model import Report
+
+MARK = {PASS: "PASS", FAIL: "FAIL", NOT_RUN: "NOT RUN"}
+
+
+def fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if v != v:
+            return "-"
+        if v in (float("inf"), float("-inf")):
+            return "inf"
+        return f"{v:.1e}"
+    return str(v)
+
+
+SHORT = {"reference": "ref", "candidate": "cand", "twin": "twin", "finite_diff": "FD",
+         "self_fd": "own FD"}
+SIDE_QUANTITIES = ("params_unchanged", "runs", "load")
+
+
+def column_label(c: Check) -> str:
+    mode = f" ({c.mode})" if c.mode and c.subject == "candidate" else ""
+    return f"{SHORT.get(c.subject, c.subject)} vs {SHORT.get(c.against, c.against)}{mode}"
+
+
+def grid(report: Report):
+    """(column labels, rows); a row is (layer, quantity, {label: Check}). Integrity checks
+    (parameters unchanged, a call that raised or hung) are listed as lines, not cells."""
+    labels, rows, index = [], [], {}
+    for c in report.sorted_checks():
+        if c.quantity in SIDE_QUANTITIES:
+            continue
+        lab = column_label(c)
+        if lab not in labels:
+            labels.append(lab)
+        key = (c.layer, c.quantity)
+        if key not in index:
+            index[key] = {}
+            rows.append((c.layer, c.quantity, index[key]))
+        index[key][lab] = c
+    return labels, rows
+
+
+def cell(c: Check | None) -> str:
+    if c is None:
+        return ""
+    if c.status == NOT_RUN:
+        return "NOT RUN"
+    if c.reason and c.n == 0:
+        return f"{MARK[c.status]} ({c.reason[:24]})"
+    return f"{MARK[c.status]} {fmt(c.max_rel)} ({c.ratio:.0e})"
+
+
+def verdict_line(c: Check) -> list[str]:
+    """One verdict line, then indented detail for failures (Polygraphy-style)."""
+    head = f"{MARK[c.status]:<7} {c.layer:<4} {c.quantity:<12} {column_label(c)}"
+    if c.status == NOT_RUN:
+        return [f"{head}: {c.reason}"]
+    if c.quantity in SIDE_QUANTITIES:
+        return [head + (f": {c.reason}" if c.reason else "")]
+    if c.reason and c.n == 0:
+        return [f"{head}: {c.reason}"]
+    used = f"uses {fmt(c.ratio)} of tolerance (atol {fmt(c.atol)}, rtol {fmt(c.rtol)})"
+    lines = [f"{head}  max abs {fmt(c.max_abs)}  max rel {fmt(c.max_rel)}  {used}"]
+    if c.status == FAIL:
+        pct = 100.0 * c.n_fail / max(c.n, 1)
+        lines.append(f"        shape {tuple(c.shape)}; {c.n_fail} of {c.n} entries outside "
+                     f"tolerance ({pct:.1f}%)" + (f"; {c.reason}" if c.reason else ""))
+        if c.worst_index is not None:
+            lines.append(f"        worst at {tuple(c.worst_index)}: obtained "
+                         f"{c.worst_obtained:.6e}, expected {c.worst_expected:.6e}")
+        lines.append(f"        would pass at rtol >= {fmt(c.needed_rtol)} (atol "
+                     f"{fmt(c.atol)}) or at atol >= {fmt(c.needed_atol)} alone")
+        if c.failing_groups:
+            g = ", ".join(str(i) for i in c.failing_groups[:12])
+            more = "" if len(c.failing_groups) <= 12 else f" (+{len(c.failing_groups) - 12})"
+            lines.append(f"        failing maps/rows (leading index): {g}{more}")
+    else:
+        lines[0] += f"; would pass at rtol >= {fmt(c.needed_rtol)}"
+    return lines
+
+
+def summary_line(report: Report) -> str:
+    n = report.counts()
+    s = (f"{report.verdict.upper()}: {n[PASS]} passed, {n[FAIL]} failed, "
+         f"{n[NOT_RUN]} not run ({report.candidate}, {report.dtype}, {report.samples} "
+         f"patterns from {report.data_source})")
+    if report.failed:
+        names = sorted({f"{c.layer} {c.quantity}" for c in report.failed},
+                       key=lambda t: t)
+        s += "; failing: " + ", ".join(names)
+    return s

@@ -1,0 +1,342 @@
+"""Check a candidate layer by layer and localize each fault's origin.
+
+Isolated mode (origins): every candidate layer is fed the reference's own input for that
+layer and the reference's upstream gradient, so a fault is charged to the layer that makes
+it, not to every layer after it. Each layer is checked
+    - against the reference layer, when its parameters map onto the paper's (`maps_to`):
+      activation, weight, bias and input gradient ("cand vs ref (isolated)");
+    - always, against central differences of its OWN forward with the objective
+      <dy, forward(x)> ("cand vs own FD (isolated)"), so layers that cannot be compared with
+      the paper's are still checked.
+The loss is a layer too: its derivative is checked against differences of the loss value
+the candidate reports, and against the reference's when targets and loss are declared equal.
+
+Chain mode (spread): the candidate is fed by itself, end to end, and each layer's
+gradients are compared with the reference's chain where every layer up to it maps, and with
+directional central differences of the candidate's own total loss along random directions
+(the fast screen of gradcheck: v^T g against (E(theta + h v) - E(theta - h v)) / 2h).
+
+Candidate code runs under harness.guard: an exception, a hang, NaN, a wrong shape or a None
+gradient becomes a finding in the report, never a crash. Candidate checks run one pattern at
+a time, as from-scratch code usually does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness.compare import FAIL, NOT_RUN, PASS, Check, compare, not_run
+from harness.finite_diff import central_diff
+from harness.guard import CallFailed, call
+from harness.tolerance import fd_step, tolerance_for
+from reference.numpy_net import NumpyNet
+from reference.params import LAYERS, Params, init_params
+from reference.spec import NetSpec
+
+GRAD_NAMES = (("weight_grad", "w"), ("bias_grad", "b"))
+N_DIRECTIONS = 3
+
+
+class _Run:
+    """State of one candidate check: the candidate, the reference, tolerances, findings."""
+
+    def __init__(self, report, cand, ref, timeout, progress):
+        self.report, self.cand, self.ref = report, cand, ref
+        self.timeout, self.progress = timeout, progress or (lambda d, t: None)
+        self.t_ref = tolerance_for("reference", "float64")
+        self.t_fd = tolerance_for("self_fd", "float64")
+        self.dead = None  # set when a call hung: nothing more is called
+
+    def call(self, fn, *args, where):
+        if self.dead:
+            raise CallFailed(where, f"not called: {self.dead}")
+        try:
+            return call(fn, *args, where=where, timeout=self.timeout)
+        except CallFailed as e:
+            if e.hung:
+                self.dead = f"{e.where} hung earlier"
+            raise
+
+    def add(self, check: Check):
+        self.report.checks.append(check)
+
+
+def _params_of(run, layer):
+    p = run.call(layer.get_params, where=f"{layer.name}.get_params")
+    return {k: np.array(v, dtype=np.float64, copy=True) for k, v in (p or {}).items()}
+
+
+def _checksum(arrays: dict) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for k in sorted(arrays):
+        h.update(k.encode())
+        h.update(np.ascontiguousarray(arrays[k], dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+def _own_fd(run, layer, x, dy, params):
+    """FD of <dy, layer.forward(x)> wrt each parameter array and wrt x."""
+    where = f"{layer.name}.forward"
+
+    def objective(xx=None):
+        y = run.call(layer.forward, x if xx is None else xx, where=where)
+        return float(np.sum(np.asarray(y, dtype=np.float64).reshape(dy.shape) * dy))
+
+    current = {k: v.copy() for k, v in params.items()}
+    grads = {}
+    try:
+        for k in current:
+            grads[k] = central_diff(
+                objective, current[k],
+                on_change=lambda: layer.set_params({q: a.copy() for q, a in current.items()}))
+    finally:
+        run.call(layer.set_params, {k: v.copy() for k, v in params.items()},
+                 where=f"{layer.name}.set_params")
+    xp = np.array(x, dtype=np.float64, copy=True)
+    grads["x"] = central_diff(lambda: objective(xp), xp)
+    return grads
+
+
+def run_candidate_checks(report, cand_ref: str, preset_spec: NetSpec, params: Params | None,
+                         x, y, timeout=120.0, progress=None, seed=0) -> None:
+    """Fill `report` with the candidate's checks and sections (never raises for bad
+    candidates; a load failure is a failed `load` check)."""
+    from candidates.loader import CandidateLoadError, load_candidate
+    from harness.conformance import conformance_rows, to_markdown
+
+    try:
+        cand = load_candidate(cand_ref, seed=seed)
+    except CandidateLoadError as e:
+        report.checks.append(Check("all", "load", "protocol", status=FAIL,
+                                   subject="candidate", reason=str(e)))
+        report.sections["load_error"] = str(e)
+        return
+    spec = cand.spec if isinstance(getattr(cand, "spec", None), NetSpec) else preset_spec
+    shared = params if params is not None and cand.spec is None else init_params(spec, seed)
+    report.preset = spec.name
+    ref = NumpyNet(spec, shared)
+    run = _Run(report, cand, ref, timeout, progress)
+    before = shared.checksum()
+
+    layers = list(cand.layers)
+    names = [getattr(l, "name", f"layer{i}") for i, l in enumerate(layers)]
+    unmapped = {}
+    for layer in layers:
+        m = getattr(layer, "maps_to", None)
+        if m is None:
+            unmapped[layer.name] = getattr(layer, "why_unmapped", "maps_to is None: its "
+                                           "parameters have no declared mapping to the paper's")
+            continue
+        try:
+            mine = layer.from_reference({"w": shared[f"{m}.w"], "b": shared[f"{m}.b"]})
+            run.call(layer.set_params, mine, where=f"{layer.name}.set_params")
+        except CallFailed as e:
+            run.add(Check(layer.name, "runs", "protocol", FAIL, "candidate", reason=str(e)))
+        except (AttributeError, KeyError, ValueError) as e:
+            unmapped[layer.name] = f"could not set parameters from the reference's ({e})"
+
+    x = np.asarray(x, dtype=np.float64)
+    for n in range(len(x)):
+        _isolated(run, layers, x[n:n + 1], np.asarray(y)[n:n + 1], unmapped)
+        _chain(run, layers, x[n:n + 1], np.asarray(y)[n:n + 1], unmapped, seed + n)
+        run.progress(n + 1, len(x))
+    _merge_patterns(report)
+
+    ok = shared.checksum() == before
+    run.add(Check("all", "params_unchanged", "checksum", PASS if ok else FAIL,
+                  "shared parameters",
+                  reason="" if ok else "the shared parameter set changed during the run"))
+    from harness.localize import origin_sections
+
+    rows = conformance_rows(cand)
+    report.sections["conformance"] = [
+        {"choice": r, "paper": p, "candidate": c, "same": same} for r, p, c, same in rows]
+    report.sections["not_compared_with_paper"] = unmapped
+    report.sections.setdefault("markdown_sections", [])
+    report.sections["markdown_sections"] += origin_sections(report, names, unmapped)
+    report.sections["markdown_sections"].append(
+        ("Conformance with the paper (differences are choices, not faults)",
+         to_markdown(rows)))
+
+
+def _isolated(run, layers, x, labels, unmapped):
+    ref = run.ref
+    h, ins, outs = x, [], []
+    for rl in ref.layers:
+        ins.append(h)
+        h = rl.forward(h)
+        outs.append(h)
+    dys = [None] * len(ref.layers)
+    dy = ref.loss.grad(h, labels)
+    dys[-1] = dy
+    ref_grads = []
+    for i in reversed(range(len(ref.layers))):
+        dx, g = ref.layers[i].backward(dys[i])
+        ref_grads.insert(0, (dx, g))
+        if i:
+            dys[i - 1] = dx
+    for i, layer in enumerate(layers):
+        L = layer.name
+        if i >= len(ref.layers):
+            run.add(not_run(L, "activation", "reference", "the reference has no such layer",
+                            subject="candidate", mode="isolated"))
+            continue
+        xi, dyi = ins[i], dys[i]
+        try:
+            params = _params_of(run, layer)
+            before = _checksum(params)
+            yv = run.call(layer.forward, xi.copy(), where=f"{L}.forward")
+            dx, g = run.call(layer.backward, xi.copy(), dyi.copy(), where=f"{L}.backward")
+            after = _checksum(_params_of(run, layer))
+        except CallFailed as e:
+            run.add(Check(L, "runs", "protocol", FAIL, "candidate", mode="isolated",
+                          reason=str(e)))
+            continue
+        if after != before:
+            run.add(Check(L, "params_unchanged", "checksum", FAIL, "candidate",
+                          mode="isolated", reason="forward/backward changed the weights it "
+                          "was given (checksum before != after)"))
+        g = g or {}
+        mapped = layer.name not in unmapped
+        if mapped:
+            gr = layer.to_reference({k: g.get(k) for k in ("w", "b")}) if g else {}
+            run.add(compare(yv, outs[i], run.t_ref, L, "activation", "reference",
+                            subject="candidate", mode="isolated", group_axis=1))
+            rdx, rg = ref_grads[i]
+            for q, k in GRAD_NAMES:
+                run.add(compare(gr.get(k), rg[k], run.t_ref, L, q, "reference",
+                                subject="candidate", mode="isolated"))
+            if i > 0:
+                run.add(compare(dx, rdx, run.t_ref, L, "input_grad", "reference",
+                                subject="candidate", mode="isolated", group_axis=1))
+        try:
+            fd = _own_fd(run, layer, xi, dyi, params)
+        except CallFailed as e:
+            run.add(Check(L, "runs", "protocol", FAIL, "candidate", mode="isolated",
+                          reason=f"during finite differences: {e}"))
+            continue
+        for q, k in GRAD_NAMES:
+            if k not in fd:
+                run.add(not_run(L, q, "self_fd", f"the layer has no parameter {k!r}",
+                                subject="candidate", mode="isolated"))
+                continue
+            run.add(compare(g.get(k), fd[k], run.t_fd, L, q, "self_fd",
+                            subject="candidate", mode="isolated"))
+        if dx is None and i == 0:
+            run.add(not_run(L, "input_grad", "self_fd", "the first layer returned no input "
+                            "gradient (not needed for training)", subject="candidate",
+                            mode="isolated"))
+        else:
+            run.add(compare(dx, fd["x"], run.t_fd, L, "input_grad", "self_fd",
+                            subject="candidate", mode="isolated", group_axis=1))
+    _loss_checks(run, outs[-1], labels)
+
+
+def _loss_checks(run, y_out, labels):
+    cand = run.cand
+    try:
+        g = run.call(cand.loss_grad, y_out.copy(), labels, where="loss_grad")
+        yp = y_out.copy()
+        fd = central_diff(lambda: float(run.call(cand.loss, yp, labels, where="loss")), yp)
+    except CallFailed as e:
+        run.add(Check("loss", "runs", "protocol", FAIL, "candidate", mode="isolated",
+                      reason=str(e)))
+        return
+    run.add(compare(g, fd, run.t_fd, "loss", "loss_grad", "self_fd", subject="candidate",
+                    mode="isolated"))
+
+
+def _chain(run, layers, x, labels, unmapped, seed):
+    """The candidate fed by itself; directional FD of its own loss for every gradient."""
+    cand, rng = run.cand, np.random.default_rng(seed)
+
+    def forward_from(i, h):
+        for layer in layers[i:]:
+            h = run.call(layer.forward, h, where=f"{layer.name}.forward")
+        return float(run.call(cand.loss, np.asarray(h), labels, where="loss"))
+
+    try:
+        ins, h = [], x
+        for layer in layers:
+            ins.append(np.asarray(h, dtype=np.float64))
+            h = run.call(layer.forward, h, where=f"{layer.name}.forward")
+        dy = run.call(cand.loss_grad, np.asarray(h), labels, where="loss_grad")
+        grads = [None] * len(layers)
+        for i in reversed(range(len(layers))):
+            dx, g = run.call(layers[i].backward, ins[i], dy, where=f"{layers[i].name}.backward")
+            grads[i] = (dx, g or {})
+            if dx is None and i > 0:
+                raise CallFailed(f"{layers[i].name}.backward", "returned no input gradient, "
+                                 "so the chain cannot go on")
+            dy = dx
+    except CallFailed as e:
+        run.add(Check("all", "runs", "protocol", FAIL, "candidate", mode="chain",
+                      reason=str(e)))
+        return
+    for i, layer in enumerate(layers):
+        dx, g = grads[i]
+        params = _params_of(run, layer)
+        targets = [(q, k, params[k], g.get(k)) for q, k in GRAD_NAMES if k in params]
+        if i > 0:
+            targets.append(("input_grad", "x", ins[i], dx))
+        for q, k, base, analytic in targets:
+            if analytic is None or np.shape(analytic) != base.shape and \
+                    np.size(analytic) != base.size:
+                run.add(compare(analytic, base, run.t_fd, layer.name, q, "self_fd",
+                                subject="candidate", mode="chain"))
+                continue
+            a = np.asarray(analytic, dtype=np.float64).reshape(base.shape)
+            proj, fdv = [], []
+            for _ in range(N_DIRECTIONS):
+                v = rng.standard_normal(base.shape)
+                v /= np.linalg.norm(v)
+                h = fd_step(float(np.max(np.abs(base))) if base.size else 0.0)
+                try:
+                    up = _shifted(run, layer, k, params, base, v * h, i, x, forward_from)
+                    down = _shifted(run, layer, k, params, base, -v * h, i, x, forward_from)
+                    fdv.append((up - down) / (2 * h))
+                except CallFailed as e:
+                    run.add(Check(layer.name, "runs", "protocol", FAIL, "candidate",
+                                  mode="chain", reason=str(e)))
+                    return
+                proj.append(float(np.sum(a * v)))
+            run.add(compare(np.array(proj), np.array(fdv), run.t_fd, layer.name, q,
+                            "self_fd", subject="candidate", mode="chain"))
+
+
+def _shifted(run, layer, k, params, base, delta, i, x, forward_from):
+    """The candidate's total loss with parameter k (or layer i's input, k == "x") moved by
+    delta; parameters are put back afterwards."""
+    if k == "x":
+        return forward_from(i, base + delta)
+    moved = {q: a.copy() for q, a in params.items()}
+    moved[k] = base + delta
+    run.call(layer.set_params, moved, where=f"{layer.name}.set_params")
+    try:
+        return forward_from(0, x)
+    finally:
+        run.call(layer.set_params, {q: a.copy() for q, a in params.items()},
+                 where=f"{layer.name}.set_params")
+
+
+def _merge_patterns(report):
+    """One check per (layer, quantity, against, mode): the worst pattern's figures."""
+    merged, order = {}, []
+    for c in report.checks:
+        key = (c.layer, c.quantity, c.subject, c.against, c.mode)
+        if key not in merged:
+            merged[key] = c
+            order.append(key)
+            continue
+        old = merged[key]
+        rank = {FAIL: 2, NOT_RUN: 1, PASS: 0}
+        worse = (rank[c.status], _num(c.ratio)) > (rank[old.status], _num(old.ratio))
+        if worse:
+            merged[key] = c
+    report.checks[:] = [merged[k] for k in order]
+
+
+def _num(v):
+    return v if isinstance(v, float) and v == v else 0.0

@@ -1,0 +1,28 @@
+"""Fixtures shared across tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# The real digits live outside the repository (see /work/shared/data/usps/README.md).
+SHARED_USPS = Path(__file__).parents[2] / "shared/data/usps"
+
+
+def find_usps_dir() -> Path | None:
+    """$USPS_DATA if set, else the shared copy next to the repository; None if absent."""
+    env = os.environ.get("USPS_DATA", "").strip()
+    path = Path(env) if env else SHARED_USPS
+    return path if path.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def usps_dir() -> Path:
+    """Folder of the real USPS digits; skips the test when it is absent."""
+    path = find_usps_dir()
+    if path is None:
+        where = os.environ.get("USPS_DATA", "").strip() or SHARED_USPS
+        pytest.skip(f"real USPS data not found: no folder {where} (set $USPS_DATA to it)")
+    return path
