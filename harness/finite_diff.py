@@ -25,18 +25,21 @@ from harness.tolerance import fd_step
 
 
 def central_diff(fn: Callable[[], float], arr: np.ndarray,
-                 on_change: Callable[[], None] | None = None) -> np.ndarray:
+                 on_change: Callable[[], None] | None = None,
+                 entries: np.ndarray | None = None) -> np.ndarray:
     """d fn / d arr, perturbing `arr` in place (it must be a float64 array that fn reads).
 
     `on_change` is called after every write (e.g. to push the array into a candidate that
-    keeps its own copy). `arr` is restored exactly on return, also on error.
+    keeps its own copy). `entries` (flat indices) limits the work to a sample; the other
+    entries of the result are NaN. `arr` is restored exactly on return, also on error.
     """
-    g = np.zeros(arr.shape, dtype=np.float64)
+    g = np.full(arr.shape, np.nan) if entries is not None else np.zeros(arr.shape)
     flat = arr.reshape(-1)
     if not np.shares_memory(flat, arr):
-        raise ValueError("central_diff needs a contiguous array it can perturb in place")
+        raise ValueError(f"central_diff needs a contiguous array it can perturb in place; got "
+                         f"shape {arr.shape}, strides {arr.strides}")
     push = on_change or (lambda: None)
-    for k in range(flat.size):
+    for k in range(flat.size) if entries is None else entries:
         old = flat[k]
         h = fd_step(float(old))
         up, down = old + h, old - h
@@ -52,6 +55,14 @@ def central_diff(fn: Callable[[], float], arr: np.ndarray,
             push()
         g.flat[k] = (fp - fm) / (up - down)
     return g
+
+
+def sample_entries(size: int, limit: int | None, seed: int = 0) -> np.ndarray | None:
+    """All entries (None) when size <= limit, else `limit` flat indices drawn without
+    replacement from a seeded generator."""
+    if limit is None or size <= limit:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(size, size=limit, replace=False))
 
 
 def reference_fd(net, x, labels, progress: Callable[[int], None] | None = None):

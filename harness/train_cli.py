@@ -1,0 +1,157 @@
+"""`verify train`: full training on the USPS digits, with a progress bar and a report.
+
+    verify train --data ../shared/data/usps                     # paper preset, SDLM, 23 passes
+    verify train --preset karpathy --optimizer sgd --out runs/k
+    verify train --out runs/p --resume                          # continue after a crash
+    verify train --seeds 5                                      # 5 seeds in parallel (joblib)
+    python -m harness.train_cli --regenerate-reports            # everything in reports/train/
+
+Prints one fixed-format line per split per pass (harness.train.format_record) and writes
+report.md, results.json and PNGs into --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.checkpoint import CheckpointError
+
+DEFAULT_OPTIMIZER = {"paper": "sdlm", "karpathy": "sgd"}
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "train", help="train on the USPS digits and compare with the paper's table",
+        description="Per-sample training over the USPS training digits in file order, "
+        "evaluated after every pass, checkpointed atomically, reported against the paper.")
+    _add_options(p)
+    return p
+
+
+def _add_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default=None, help="folder with the USPS digits (default: "
+                   "$USPS_DATA, ./data/usps, ../shared/data/usps, then the hub)")
+    p.add_argument("--preset", choices=["paper", "karpathy"], default="paper")
+    p.add_argument("--optimizer", choices=["sgd", "sdlm"], default=None,
+                   help="default: sdlm for the paper preset, sgd for karpathy")
+    p.add_argument("--lr", type=float, default=None, help="SGD rate (default: from the sweep)")
+    p.add_argument("--eta", type=float, default=None, help="SDLM eta (default: the sweep's)")
+    p.add_argument("--mu", type=float, default=None, help="SDLM mu (default: the sweep's)")
+    p.add_argument("--passes", type=int, default=23)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, default=1, help="run N seeds (seed, seed+1, ...) in "
+                   "parallel with joblib and report mean, std, min and max")
+    p.add_argument("--jobs", type=int, default=2, help="joblib workers for --seeds")
+    p.add_argument("--train-limit", type=int, default=None,
+                   help="train on the first N training digits only")
+    p.add_argument("--holdout", type=int, default=0,
+                   help="hold out the last N training digits (evaluated, never trained on)")
+    p.add_argument("--impl", choices=["numpy", "twin"], default="numpy")
+    p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    p.add_argument("--out", default=None, help="output folder (default: runs/train-PRESET-"
+                   "OPTIMIZER)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint in --out")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _config(args):
+    from harness.train import TrainConfig
+
+    opt = args.optimizer or DEFAULT_OPTIMIZER[args.preset]
+    return TrainConfig(preset=args.preset, optimizer=opt, lr=args.lr, eta=args.eta,
+                       mu=args.mu, passes=args.passes, seed=args.seed,
+                       train_limit=args.train_limit, holdout=args.holdout, impl=args.impl,
+                       dtype=args.dtype).resolved()
+
+
+def _progress(disabled: bool):
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    return Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("steps"), TimeElapsedColumn(), TextColumn("ETA"),
+                    TimeRemainingColumn(), disable=disabled, transient=False)
+
+
+def run(args) -> int:
+    """Exit code: 0 done, 2 bad input (message on stderr)."""
+    try:
+        cfg = _config(args)
+        if args.seeds < 1:
+            raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+        if args.seeds > 1 and args.resume:
+            raise ValueError("--resume works on a single run, not with --seeds")
+        from harness.data import load_usps
+
+        data = load_usps(args.data)
+    except (ValueError, OSError) as e:
+        print(f"verify train: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out or f"runs/train-{cfg.preset}-{cfg.optimizer}")
+    if args.seeds > 1:
+        return _run_seeds(cfg, data, args, out)
+    from harness.train import format_record, train
+    from harness.train_report import write_run_report
+
+    print(f"train: {cfg.preset} preset, {cfg.optimizer}, {cfg.passes} passes, seed {cfg.seed},"
+          f" {cfg.impl} ({cfg.dtype}); data {data.source}; output {out}")
+    try:
+        with _progress(args.no_progress or not sys.stdout.isatty()) as bar:
+            task = bar.add_task("train", total=None)
+
+            def on_progress(done, total):
+                bar.update(task, completed=done, total=total)
+
+            def on_pass(k, recs):
+                for r in recs:
+                    bar.console.print(format_record(r), highlight=False)
+
+            result = train(cfg, data, out_dir=out, resume=args.resume,
+                           on_progress=on_progress, on_pass=on_pass)
+    except (CheckpointError, ValueError) as e:
+        print(f"verify train: {e}", file=sys.stderr)
+        return 2
+    path = write_run_report(result, data, out)
+    print(f"report: {path}")
+    return 0
+
+
+def _run_seeds(cfg, data, args, out: Path) -> int:
+    from harness.train_report import run_seeds, seed_summary, write_json
+
+    seeds = range(cfg.seed, cfg.seed + args.seeds)
+    print(f"train: {args.seeds} seeds {list(seeds)} with joblib (n_jobs={args.jobs})")
+    results = run_seeds(cfg, data, seeds, n_jobs=args.jobs)
+    s = seed_summary(results)
+    write_json(out / "seeds.json", {"config": cfg.to_dict(), "summary": s})
+    for split in ("train", "test"):
+        for q in ("mse", "error_pct", "misses"):
+            v = s[f"{split}_{q}"]
+            print(f"{split:5s} {q:9s} mean {v['mean']:.4g} ± {v['std']:.2g} "
+                  f"(min {v['min']:.4g}, max {v['max']:.4g})")
+    print(f"summary: {out / 'seeds.json'}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.train_cli")
+    sub = parser.add_subparsers(dest="command")
+    add_parser(sub)
+    parser.add_argument("--regenerate-reports", action="store_true",
+                        help="re-run every run behind reports/train/ (minutes)")
+    args = parser.parse_args(argv)
+    if args.regenerate_reports:
+        from harness.train_report import regenerate
+
+        return regenerate()
+    if args.command != "train":
+        parser.print_help()
+        return 2
+    return run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
