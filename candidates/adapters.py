@@ -385,7 +385,9 @@ class TorchModuleLayer(_Mapping):
                              f"protocol's {p_in}")
 
     def _param(self, q):
-        p = getattr(self.module, self._attrs[q], None)
+        p = self.module
+        for part in self._attrs[q].split("."):  # dotted paths, e.g. "0.weight"
+            p = getattr(p, part, None)
         return p if isinstance(p, self._torch.nn.Parameter) else None
 
     def _dtype(self):
@@ -456,22 +458,25 @@ def _submodule(module, path: str):
 
 def torch_module_candidate(module, layer_names, name: str = "torch", spec: NetSpec | None = None,
                            loss=None, loss_grad=None, in_shapes=None, maps_to=None,
-                           converters=None) -> "AdaptedCandidate":
+                           converters=None, param_names=None) -> "AdaptedCandidate":
     """A candidate from an nn.Module whose submodules are the layers.
 
     layer_names: {"H1": "conv1", ..., "out": "fc2"} (dotted paths allowed), or a list of four
-    submodule names in the order H1, H2, H3, out. Loss defaults to the reference's MSE under
-    `spec` (paper preset if None).
+    submodule names in the order H1, H2, H3, out. Per layer (dicts keyed by layer name):
+    in_shapes, maps_to, converters (from_reference, to_reference) and param_names
+    ({"w": "0.weight", "b": "0.bias"} for an nn.Sequential). Loss defaults to the reference's
+    MSE under `spec` (paper preset if None).
     """
     from reference.numpy_net import MSELoss
 
     if not isinstance(layer_names, Mapping):
         layer_names = dict(zip(LAYER_NAMES, layer_names))
     in_shapes, maps_to, converters = in_shapes or {}, maps_to or {}, converters or {}
+    param_names = param_names or {}
     layers = []
     for lname, path in layer_names.items():
         fr, to = converters.get(lname, (None, None))
-        layers.append(TorchModuleLayer(_submodule(module, path), lname,
+        layers.append(TorchModuleLayer(_submodule(module, path), lname, param_names.get(lname),
                                        in_shape=in_shapes.get(lname), spec=spec,
                                        maps_to=maps_to.get(lname), from_reference=fr,
                                        to_reference=to))

@@ -10,6 +10,7 @@ This is the only module of the harness, with the reporters, that prints.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -225,6 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("interrupted; files already written are complete", highlight=False)
         return 130
+    except Exception as e:  # noqa: BLE001 - the last line of defence: no bare traceback
+        if os.environ.get("VERIFY_DEBUG"):
+            raise
+        console.print(f"[bold red]internal error:[/] {type(e).__name__}: {e}\n"
+                      "This is a bug in the harness, not in your network. Set VERIFY_DEBUG=1 "
+                      "to see the traceback, and please report it.", highlight=False)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -67,3 +67,15 @@ def to_markdown(rows) -> str:
     for r, p, c, same in rows:
         out.append(f"| {r} | {p} | {c} | {'same' if same else 'DIFFERS'} |")
     return "\n".join(out)
+
+
+def conformance_table(rows):
+    """A rich Table for the console (rendering only; nothing is printed here)."""
+    from rich.table import Table
+
+    t = Table(title="conformance with the paper (a difference is a choice, not a fault)")
+    for col in ("choice", "paper", "candidate", ""):
+        t.add_column(col, overflow="fold")
+    for r, p, c, same in rows:
+        t.add_row(r, p, c, "same" if same else "[yellow]DIFFERS[/]")
+    return t

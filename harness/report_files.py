@@ -38,8 +38,22 @@ def write_atomic(path: str | os.PathLike, text: str) -> Path:
 def to_json(report: Report) -> str:
     d = report.to_dict()
     d.pop("console_sections", None)
+    d.pop("markdown_sections", None)
     d["tolerance_policy"] = policy_table()
-    return json.dumps(d, indent=2, default=_default)
+    return json.dumps(_finite(d), indent=2, default=_default, allow_nan=False)
+
+
+def _finite(o):
+    """Strict JSON: inf becomes "inf"/"-inf", NaN becomes null."""
+    if isinstance(o, float) and o != o:
+        return None
+    if isinstance(o, float) and o in (float("inf"), float("-inf")):
+        return "inf" if o > 0 else "-inf"
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    return o
 
 
 def _default(o):

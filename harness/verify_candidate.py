@@ -113,7 +113,7 @@ def run_candidate_checks(report, cand_ref, preset_spec: NetSpec, params: Params 
     candidates; a load failure is a failed `load` check). `cand_ref` is a name or path for
     candidates.loader, or a candidate object."""
     from candidates.loader import CandidateLoadError, load_candidate
-    from harness.conformance import conformance_rows, to_markdown
+    from harness.conformance import conformance_rows, conformance_table, to_markdown
 
     try:
         cand = load_candidate(cand_ref, seed=seed) if isinstance(cand_ref, str) else cand_ref
@@ -122,8 +122,17 @@ def run_candidate_checks(report, cand_ref, preset_spec: NetSpec, params: Params 
                                    subject="candidate", reason=str(e)))
         report.sections["load_error"] = str(e)
         return
-    spec = cand.spec if isinstance(getattr(cand, "spec", None), NetSpec) else preset_spec
-    shared = params if params is not None and cand.spec is None else init_params(spec, seed)
+    declared = getattr(cand, "spec", None)
+    spec = declared if isinstance(declared, NetSpec) else preset_spec
+    try:
+        shared = params if params is not None and declared is None else init_params(spec, seed)
+    except ValueError as e:
+        # its structure is not the paper's (e.g. 4x4 kernels): the paper's reference still
+        # provides each layer's input and upstream gradient
+        report.notes.append(f"the candidate's declared spec cannot build the reference ({e}); "
+                            f"the reference uses the {preset_spec.name!r} preset")
+        spec = preset_spec
+        shared = params if params is not None else init_params(spec, seed)
     report.preset = spec.name
     ref = NumpyNet(spec, shared)
     run = _Run(report, cand, ref, timeout, progress)
@@ -168,6 +177,7 @@ def run_candidate_checks(report, cand_ref, preset_spec: NetSpec, params: Params 
     report.sections["markdown_sections"].append(
         ("Conformance with the paper (differences are choices, not faults)",
          to_markdown(rows)))
+    report.sections["console_sections"].append(conformance_table(rows))
 
 
 def _isolated(run, layers, x, labels, unmapped):

@@ -26,3 +26,11 @@ def usps_dir() -> Path:
         where = os.environ.get("USPS_DATA", "").strip() or SHARED_USPS
         pytest.skip(f"real USPS data not found: no folder {where} (set $USPS_DATA to it)")
     return path
+
+
+def pytest_collection_modifyitems(config, items):
+    """In CI (REQUIRE_USPS=1) the real digits must be there: absence fails, never skips."""
+    if os.environ.get("REQUIRE_USPS") == "1" and find_usps_dir() is None:
+        raise pytest.UsageError(
+            f"REQUIRE_USPS=1 but the USPS digits are not at {SHARED_USPS} or $USPS_DATA"
+        )
