@@ -114,7 +114,10 @@ def layouts_for(name: str, user_in=None, user_out=None, spec: NetSpec | None = N
 
 
 class _Mapping:
-    """maps_to and the reference-layout converters shared by every adapter."""
+    """maps_to and the reference-layout converters shared by every adapter; `why_unmapped`
+    (set it on the instance) tells the report why a layer with maps_to=None has no mapping."""
+
+    why_unmapped: str = "maps_to is None: no mapping to the paper's parameters declared"
 
     def _init_mapping(self, name, maps_to, from_reference, to_reference):
         if maps_to is not None and (from_reference is None or to_reference is None):

@@ -40,11 +40,13 @@ Faults (each demonstrated against central finite differences in tests/test_candi
        input: same stride/dilation error and missing flip as in (a); padding and fill are right.
     d  In [16] H2 bias gradient: y_i = b_i + sum_j f(z_ij) gives dE/db_i = dy_i; the backward
        returns sum_j f'(z_ij) dy_i.
-    e  In [16] H2 input gradient: (1) accumulated into map i (the H2 map) instead of j (the H1
-       map read), so each H1 map receives the sum of one H2 map's 8 contributions; (2) the
-       gradient is padded with -1 instead of 0, so dx != 0 even when dy = 0; (3) convolved at
-       stride 2 without dilating the gradient (the transpose of a stride-2 convolution needs a
-       dilated gradient at stride 1). The flip (convolve_tensor) happens to be right.
+    e  In [16] H2 input gradient, four errors: (1) accumulated into map i (the H2 map)
+       instead of j (the H1 map read), so each H1 map receives the sum of one H2 map's 8
+       contributions; (2) the gradient is padded with -1 instead of 0, so dx != 0 even when
+       dy = 0; (3) taken at stride 2 without dilating the gradient (the transpose of a stride-2
+       window needs the gradient dilated by 2, at stride 1); (4) convolve_tensor flips the
+       kernel, but the forward already convolves, so the transpose must correlate with the
+       kernel as stored (correlate_tensor). Only with all four fixed does it match FD.
     f  In [11] loss derivative 2 (y - t) for a loss that is the MEAN over 10 outputs: 10 times
        too large (for a batch of N: 10 N times).
 Not faults: H1 returns no input gradient (first layer; dx = None is allowed by the protocol);
@@ -67,6 +69,15 @@ from candidates.adapters import AdaptedCandidate, InPlaceUpdateLayer, layouts_fo
 from candidates.registry import MissingExtraError
 from reference.spec import NetSpec, paper
 
+# why no layer maps to the paper's (shown in reports); see maps_to in the docstring above
+WHY_UNMAPPED = {
+    "H1": "LiSHT a*tanh(a), not A tanh(S a); same sizes (12x5x5, 12x8x8) but the kernels are "
+          "convolution (flipped) kernels and the biases never reach the output",
+    "H2": "LiSHT inside the sum over input maps; 12 4x4 kernels each shared by 8 input maps "
+          "(192 weights), not 12x8 5x5 kernels; bias added after the activation",
+    "H3": "LiSHT a*tanh(a), not A tanh(S a); parameter sizes as the paper's (30x192, 30)",
+    "out": "LiSHT a*tanh(a), not A tanh(S a); parameter sizes as the paper's (10x30, 10)",
+}
 PAD_VALUE = -1.0
 STRIDE = 2
 # user shapes of one pattern (the notebook's own layout)
@@ -299,6 +310,8 @@ def build(seed: int = 0) -> AdaptedCandidate:
     for name, obj in objs.items():
         lin, lout = layouts_for(name, *USER_SHAPES[name])
         # maps_to=None: LiSHT is not the paper's f, see the module docstring
-        layers.append(InPlaceUpdateLayer(obj, name, attrs[name], lin, lout, maps_to=None))
+        layer = InPlaceUpdateLayer(obj, name, attrs[name], lin, lout, maps_to=None)
+        layer.why_unmapped = WHY_UNMAPPED[name]
+        layers.append(layer)
     return AdaptedCandidate("notebook", notebook_spec(), layers, loss, loss_grad_faulty,
                             declared_choices())

@@ -11,8 +11,9 @@ vectorised NumPy with no dmlearn. Only the backward passes and the loss derivati
              that forward (the choice is declared), so they have no gradient
     fault c  H2 dk: as (a), summed over the 8 input maps each kernel is shared by
     fault d  H2 db = dy (the bias is added after the activation)
-    fault e  H2 dx: each H2 map's contribution goes to the H1 map j it read, zero-padded,
-             transposed stride (dilation), and H1 now also returns its dx
+    fault e  H2 dx: each H2 map's contribution goes to the H1 map j it read, spread back
+             over the zero-padded input at stride 2 (the dilated transpose) with the kernel
+             as stored (no second flip); H1 now also returns its dx
     fault f  dE/dy = 2 (y - t) / (N * 10) for E = mean over patterns and outputs
 
 Notation: x input maps, xp x padded with -1, W[.., r, c, u, v] = xp[.., 2r+u, 2c+v] the
@@ -26,9 +27,9 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from candidates.adapters import AdaptedCandidate
-from candidates.notebook import (PAD_VALUE, PARAM_SHAPES, STRIDE, declared_choices,
-                                 init_notebook_params, lisht, lisht_grad, loss, notebook_spec,
-                                 rolled_table, targets01)
+from candidates.notebook import (PAD_VALUE, PARAM_SHAPES, STRIDE, WHY_UNMAPPED,
+                                 declared_choices, init_notebook_params, lisht, lisht_grad, loss,
+                                 notebook_spec, rolled_table, targets01)
 
 
 def _pad(x, p):
@@ -62,7 +63,7 @@ class _Layer:
     from_reference = to_reference = None
 
     def __init__(self, name, p):
-        self.name = name
+        self.name, self.why_unmapped = name, WHY_UNMAPPED[name]
         self.p = {q: np.array(v, dtype=np.float64) for q, v in p.items()}
 
     def get_params(self):

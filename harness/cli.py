@@ -165,6 +165,8 @@ def run_verify(args, console) -> int:
                                  timeout=args.timeout, progress=update)
     report.notes.append(f"checks took {time.perf_counter() - t0:.1f} s")
     emit(report, args, console)
+    if any(c.quantity == "load" and not c.ok for c in report.checks):
+        return EXIT_USAGE  # the candidate could not even be loaded: bad input
     return EXIT_PASS if report.verdict == "pass" else EXIT_FAIL
 
 

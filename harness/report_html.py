@@ -33,6 +33,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.colors import SymLogNorm  # noqa: E402
 
 from harness.compare import FAIL, NOT_RUN, PASS, Check  # noqa: E402
 from harness.report_model import Report  # noqa: E402
@@ -51,9 +52,10 @@ table{border-collapse:collapse;font-size:13px;margin:6px 0}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f2f2f2}
 td.pass{background:#e3f3e4}td.fail{background:#fbdcdc;font-weight:600}
-td.not_run{background:#ececec;color:#555}td.num{text-align:right;font-family:monospace}
+td.not_run{background:#ececec;color:#555}
 tr.differs td{background:#fff6d6}
-pre{background:#f7f7f7;border:1px solid #e0e0e0;padding:8px;font-size:12px;overflow-x:auto}
+pre{white-space:pre-wrap;background:#f7f7f7;border:1px solid #e0e0e0;padding:8px;
+font-size:12px}
 img{max-width:100%;border:1px solid #eee}
 .meta{font-size:13px;color:#444}.small{font-size:12px;color:#555}
 .warn{color:#c62828;font-weight:600}
@@ -150,10 +152,13 @@ def _error_chart(checks: list[Check]) -> str:
                 ax.text(lo * 1.5, i, "not run" if c.status == NOT_RUN else "no value",
                         va="center", fontsize=7, color="#555")
                 continue
-            shown = hi if v == float("inf") else (v if v > 0 else lo)
+            if v == 0:
+                ax.text(lo * 1.5, i, "exactly 0", va="center", fontsize=7, color="#555")
+                continue
+            shown = hi if v == float("inf") else v
             ax.barh(i, shown, left=lo, height=0.7, color=COLOR[c.status])
-            if v == float("inf") or v == 0:
-                ax.text(shown, i, " inf" if v else " 0", va="center", fontsize=7)
+            if v == float("inf"):
+                ax.text(shown, i, " inf", va="center", fontsize=7, ha="right", color="w")
         if attr == "max_rel":
             rt = [(i, c.rtol) for i, c in enumerate(checks) if _finite_pos(c.rtol)]
             if rt:
@@ -191,16 +196,49 @@ def _h1_heatmaps(value, failing: set[int]) -> str:
     finite = a[np.isfinite(a)]
     m = float(np.abs(finite).max()) if finite.size else 0.0
     m = m if m > 0 else 1.0
-    fig, axes = plt.subplots(2, 6, figsize=(11, 4.2))
+    # symmetric log scale: a kernel off by 1e-3 of the worst one still shows
+    norm = SymLogNorm(linthresh=m * 1e-3, vmin=-m, vmax=m, base=10)
+    fig, axes = plt.subplots(2, 6, figsize=(11, 4.4))
     for k, ax in enumerate(axes.flat):
-        im = ax.imshow(a[k], cmap="RdBu_r", vmin=-m, vmax=m)
+        im = ax.imshow(a[k], cmap="RdBu_r", norm=norm)
         bad = k in failing
-        ax.set_title(f"kernel {k}" + (" (fails)" if bad else ""), fontsize=9,
-                     color=COLOR[FAIL] if bad else "k")
+        peak = float(np.nanmax(np.abs(a[k])))
+        ax.set_title(f"kernel {k}" + (" FAILS" if bad else "") + f"\nmax |d| {peak:.1e}",
+                     fontsize=8, color=COLOR[FAIL] if bad else "k")
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(im, ax=list(axes.flat), shrink=0.8, label="candidate - reference")
-    fig.suptitle("H1 dE/dw difference per kernel (5x5), shared colour scale", fontsize=10)
+    bar = fig.colorbar(im, ax=list(axes.flat), shrink=0.8,
+                       label="candidate - reference (symmetric log)")
+    bar.set_ticks([-m, -m / 100, 0.0, m / 100, m])
+    bar.set_ticklabels([f"{t:.1e}" for t in (-m, -m / 100, 0.0, m / 100, m)])
+    fig.suptitle("H1 dE/dw difference per kernel (5x5 maps), one shared colour scale",
+                 fontsize=10)
+    return _png(fig)
+
+
+def _learning_curves(recs: list[dict], title: str) -> str:
+    """Error % and MSE per pass for each split; the paper's final figures (after 23 passes)
+    are dotted lines, so that a short run is not squeezed against pass 23."""
+    from harness.figures import COLORS, PAPER_FINAL, PAPER_PASSES
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, q, label in ((axes[0], "error_pct", "error (%)"), (axes[1], "mse", "MSE")):
+        for split in ("train", "test", "holdout"):
+            rs = [r for r in recs if r.get("split") == split]
+            if rs:
+                ax.plot([r["pass"] for r in rs], [r[q] for r in rs], "-o", ms=4,
+                        color=COLORS[split], label=split)
+            if split in PAPER_FINAL:
+                ax.axhline(PAPER_FINAL[split][q], color=COLORS[split], ls=":", lw=1.2,
+                           label=f"paper {split}, pass {PAPER_PASSES}")
+        ax.set_yscale("log")
+        ax.set_xlabel("pass")
+        ax.set_ylabel(label)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return _png(fig)
 
 
@@ -209,11 +247,10 @@ def _training_figures(t: dict) -> str:
 
     title = _mpl(t.get("title", "training"))
     html = []
+    recs = t.get("records") or []
+    if recs:
+        html.append(_learning_curves(list(recs), title))
     with tempfile.TemporaryDirectory() as d:
-        recs = t.get("records") or []
-        if recs:
-            p = figures.learning_curves(list(recs), title, Path(d) / "curves.png")
-            html.append(_img_tag(p.read_bytes(), "learning curves"))
         rc = t.get("rejection_curve")
         if rc:
             curve = {"this run": (np.asarray(rc["rejected_pct"], dtype=float),
@@ -277,8 +314,9 @@ def to_html(report: Report) -> str:
     parts += ["<h2>Error against tolerance, per check</h2>",
               _figure("error chart", _error_chart, report.sorted_checks())]
     if s.get("h1_kernel_grad_diff") is not None:
+        # kernel indices only where a check compared the whole (12, 1, 5, 5) gradient
         failing = {g for c in report.failed if c.layer == "H1" and c.quantity == "weight_grad"
-                   for g in c.failing_groups}
+                   and len(c.shape) == 4 for g in c.failing_groups}
         parts += ["<h2>H1 kernel-gradient difference</h2>",
                   _figure("H1 heatmaps", _h1_heatmaps, s["h1_kernel_grad_diff"], failing)]
     if isinstance(s.get("localization"), dict):

@@ -36,10 +36,10 @@ from reference.spec import NetSpec, preset
 # Rates chosen by the sweep on held-out training digits (reports/train/sweep.md); the
 # sweep never reads the test set. Keys: (preset, optimizer).
 DEFAULT_RATES: dict[tuple[str, str], dict[str, float]] = {
-    ("paper", "sgd"): {"lr": 0.01},
+    ("paper", "sgd"): {"lr": 0.03},
     ("paper", "sdlm"): {"eta": 0.001, "mu": 0.02},
     ("karpathy", "sgd"): {"lr": 0.03},
-    ("karpathy", "sdlm"): {"eta": 0.001, "mu": 0.02},
+    ("karpathy", "sdlm"): {"eta": 0.003, "mu": 0.1},
 }
 PROGRESS_EVERY = 256  # steps between progress callbacks
 
@@ -135,16 +135,22 @@ class Runner:
             from reference.torch_twin import TorchNet
 
             self._torch = torch
+            # One pattern per step: torch's intra-op threads only add synchronisation (on
+            # this 2-core machine a step took 45x longer with 2 threads under load).
+            torch.set_num_threads(1)
             self.net = TorchNet(spec, params, getattr(torch, dtype))
         self.np_dtype = np.dtype(dtype)
 
     def step(self, x, y, rate) -> None:
         """One update on pattern(s) x: w -= rate * dE/dw (rate a float or {name: array})."""
         if self.impl == "numpy":
+            if isinstance(rate, float):  # NumpyNet.sgd_step: bitwise p[k] -= lr * g
+                self.net.sgd_step(x, y, rate)
+                return
             _, grads, _ = self.net.loss_and_grads(x, y)
             p = self.net.p
             for k, g in grads.items():
-                p[k] -= (rate if isinstance(rate, float) else rate[k]) * g
+                p[k] -= rate[k] * g
             return
         _, grads, _ = self.net.loss_and_grads(x, y, need_input_grad=False)
         with self._torch.no_grad():
@@ -190,6 +196,7 @@ class TrainResult:
     records: list[dict]  # one per split per pass
     params: Params
     pass_seconds: list[float]  # training time of each pass run in this process
+    eval_seconds: list[float]  # evaluation time after each of those passes
     hessian: list[dict]  # per pass: {name: mean h_kk} (sdlm only)
 
     def final(self, split: str) -> dict:
@@ -235,7 +242,7 @@ def train(cfg: TrainConfig, data, out_dir: str | Path | None = None, resume: boo
     runner = Runner(spec, params, cfg.impl, cfg.dtype)
     x, y = splits.train_x, splits.train_y
     total, done = cfg.passes * len(x), start * len(x)
-    pass_seconds = []
+    pass_seconds, eval_seconds = [], []
     for k in range(start + 1, cfg.passes + 1):
         t0 = time.perf_counter()
         rate, hmean = _rates(cfg, runner, x, rng)
@@ -247,9 +254,11 @@ def train(cfg: TrainConfig, data, out_dir: str | Path | None = None, resume: boo
         pass_seconds.append(time.perf_counter() - t0)
         if on_progress is not None:
             on_progress(done, total)
+        t1 = time.perf_counter()
         new = [dict(evaluate_outputs(spec, runner.predict(sx), sy), split=name, **{"pass": k})
                for name, (sx, sy) in splits.eval_sets().items()]
         records += new
+        eval_seconds.append(time.perf_counter() - t1)
         hessian.append(hmean)
         if ckpt is not None:
             save_checkpoint(ckpt, runner.params(), k, {
@@ -257,7 +266,8 @@ def train(cfg: TrainConfig, data, out_dir: str | Path | None = None, resume: boo
                 "records": records, "hessian": hessian})
         if on_pass is not None:
             on_pass(k, new)
-    result = TrainResult(cfg, records, runner.params(), pass_seconds, hessian)
+    result = TrainResult(cfg, records, runner.params(), pass_seconds, eval_seconds,
+                         hessian)
     if out_dir is not None:
         save_params(result.params, Path(out_dir) / "params_final.npz")
     return result

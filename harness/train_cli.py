@@ -136,17 +136,98 @@ def _run_seeds(cfg, data, args, out: Path) -> int:
     return 0
 
 
+REPORTS = Path(__file__).resolve().parents[1] / "reports" / "train"
+MAIN_RUNS = [("paper", "sdlm"), ("karpathy", "sgd"), ("paper", "sgd")]
+N_SEEDS = 5
+HOLDOUT = 1000
+
+
+def _job(kind, cfg, data, extra=None):
+    from harness.train import lockstep, train
+
+    return train(cfg, data) if kind == "run" else lockstep(cfg, data, twin_dtype=extra)
+
+
+def regenerate(out: Path = REPORTS, parts: str = "sweep,runs,bench", data_dir=None,
+               n_jobs: int = 2, smoke: dict | None = None) -> int:
+    """Re-run everything behind reports/train/ (sweep, full runs with hold-out companions,
+    seeds, lockstep, benchmark) and rewrite its Markdown, JSON and PNGs.
+
+    smoke: TrainConfig overrides (e.g. {"passes": 1, "train_limit": 200}) for a quick
+    check of the pipeline into another folder; never used for the committed reports."""
+    import dataclasses
+    import json
+
+    import joblib
+
+    from harness import figures
+    from harness import train_report as rep
+    from harness.data import load_usps
+    from harness.train import DEFAULT_RATES, TrainConfig
+
+    data = load_usps(data_dir)
+    parts = set(parts.split(","))
+    defaults = {f"{p}/{o}": v for (p, o), v in DEFAULT_RATES.items()}
+    if "sweep" in parts:
+        print("sweep: held-out training digits only ...", flush=True)
+        kw = {"passes": 1, "train_limit": smoke["train_limit"]} if smoke else {}
+        rep.write_json(out / "sweep.json", rep.sweep(data, n_jobs=n_jobs, **kw))
+    sw = json.loads((out / "sweep.json").read_text())
+    (out / "sweep.md").write_text(rep.sweep_markdown(sw, defaults))
+    if "runs" in parts:
+        jobs = []
+        for pre, opt in MAIN_RUNS:
+            cfg = TrainConfig(preset=pre, optimizer=opt, **sw["chosen"][f"{pre}/{opt}"],
+                              **(smoke or {}))
+            jobs += [("run", cfg, None), ("run", dataclasses.replace(cfg, holdout=HOLDOUT),
+                                          None)]
+        main_cfg = jobs[0][1]
+        jobs = ([("lockstep", main_cfg, "float64"), ("lockstep", main_cfg, "float32")] + jobs
+                + [("run", dataclasses.replace(main_cfg, seed=s), None)
+                   for s in range(1, N_SEEDS)])
+        print(f"runs: {len(jobs)} jobs on {n_jobs} workers (tens of minutes) ...", flush=True)
+        res = joblib.Parallel(n_jobs=n_jobs, verbose=5)(
+            joblib.delayed(_job)(k, c, data, e) for k, c, e in jobs)
+        lock = {"float64": res[0], "float32": res[1]}
+        rep.write_json(out / "lockstep.json", lock)
+        figures.lockstep_drift({f"twin {k} vs NumPy float64": v["rel_diff"]
+                                for k, v in lock.items()}, out / "lockstep.png")
+        runs = {}
+        for i, (pre, opt) in enumerate(MAIN_RUNS):
+            main, held = res[2 + 2 * i], res[3 + 2 * i]
+            a = rep.analyse(main, data, held)
+            rep.write_run_report(main, data, out / f"{pre}-{opt}", a)
+            runs[f"{pre}/{opt}"] = rep.run_summary(main, a)
+            runs[f"{pre}/{opt}"]["holdout_run_final"] = {
+                k: held.final(k) for k in ("train", "test", "holdout")}
+        seeds = [res[2]] + list(res[2 + 2 * len(MAIN_RUNS):])
+        rep.write_json(out / "runs.json", runs)
+        rep.write_json(out / "seeds.json", {"config": main_cfg.to_dict(),
+                                            "summary": rep.seed_summary(seeds)})
+    if "bench" in parts:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+        from bench_train import bench
+
+        print("bench: one pass, SGD vs SDLM ...", flush=True)
+        rep.write_json(out / "bench.json", bench(data, repeats=1 if smoke else 3))
+    rep.write_summary(out)
+    print(f"wrote {out / 'README.md'}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.train_cli")
     sub = parser.add_subparsers(dest="command")
     add_parser(sub)
     parser.add_argument("--regenerate-reports", action="store_true",
-                        help="re-run every run behind reports/train/ (minutes)")
+                        help="re-run every run behind reports/train/ (tens of minutes)")
+    parser.add_argument("--parts", default="sweep,runs,bench",
+                        help="with --regenerate-reports: which of sweep,runs,bench to re-run "
+                        "(the Markdown is always rewritten from the JSON)")
+    parser.add_argument("--reports-data", default=None, help="USPS folder for the reports")
     args = parser.parse_args(argv)
     if args.regenerate_reports:
-        from harness.train_report import regenerate
-
-        return regenerate()
+        return regenerate(parts=args.parts, data_dir=args.reports_data)
     if args.command != "train":
         parser.print_help()
         return 2

@@ -140,7 +140,7 @@ def run_candidate_checks(report, cand_ref, preset_spec: NetSpec, params: Params 
 
     layers = list(cand.layers)
     names = [getattr(l, "name", f"layer{i}") for i, l in enumerate(layers)]
-    unmapped = {}
+    unmapped, given = {}, {}
     for layer in layers:
         m = getattr(layer, "maps_to", None)
         if m is None:
@@ -149,6 +149,7 @@ def run_candidate_checks(report, cand_ref, preset_spec: NetSpec, params: Params 
             continue
         try:
             mine = layer.from_reference({"w": shared[f"{m}.w"], "b": shared[f"{m}.b"]})
+            given[layer.name] = (mine, _checksum(mine))
             run.call(layer.set_params, mine, where=f"{layer.name}.set_params")
         except CallFailed as e:
             run.add(Check(layer.name, "runs", "protocol", FAIL, "candidate", reason=str(e)))
@@ -162,6 +163,11 @@ def run_candidate_checks(report, cand_ref, preset_spec: NetSpec, params: Params 
         run.progress(n + 1, len(x))
     _merge_patterns(report)
 
+    for name, (arrays, digest) in given.items():
+        if _checksum(arrays) != digest:
+            run.add(Check(name, "params_unchanged", "checksum", FAIL, "candidate",
+                          reason="the candidate changed, in place, the weight arrays the "
+                          "harness gave it with set_params (checksum before != after)"))
     ok = shared.checksum() == before
     run.add(Check("all", "params_unchanged", "checksum", PASS if ok else FAIL,
                   "shared parameters",
@@ -220,7 +226,8 @@ def _isolated(run, layers, x, labels, unmapped):
         g = g or {}
         mapped = layer.name not in unmapped
         if mapped:
-            gr = layer.to_reference({k: g.get(k) for k in ("w", "b")}) if g else {}
+            given_g = {k: v for k, v in g.items() if v is not None}
+            gr = layer.to_reference(given_g) if given_g else {}
             run.add(compare(yv, outs[i], run.t_ref, L, "activation", "reference",
                             subject="candidate", mode="isolated", group_axis=1))
             rdx, rg = ref_grads[i]

@@ -7,12 +7,22 @@ Notation (see reference/spec.py for sources):
     T      H2's connection table, T[i, j] = H2 map i reads H1 map j
     E      the loss, mean over patterns and output units of (out - target)^2
     dE/dq  written `dq` below (dw, db, dx, da, dy)
+    C, M   a conv layer's input and output maps; S, O input and output side; K kernel side
 
 Convolutions are done by index gathers (im2col) and matrix products, with no Python loop
-over maps, kernels or pixels: `_ConvIndex` precomputes, once per geometry, which padded
-input pixel each kernel tap reads (forward) and which (output unit, tap) pairs touch each
-input pixel (backward, so that the input gradient is a gather and a sum, not a scatter).
-Padding is a sentinel column holding the pad value (forward) or zero (backward).
+over maps, kernels or pixels. `_ConvIndex` precomputes, once per geometry, which padded
+input pixel each kernel tap reads. The forward pass gathers the patches of all C input maps
+with one `take`, directly in the (C*K*K, O*O) layout that multiplies the dense (M, C*K*K)
+weights, so no transpose is ever copied; padding is a sentinel column holding the pad
+value. The input gradient is that gather run backwards: one `np.bincount` adds every
+(tap, output unit) entry of dE/d(patches) into the pixel it read, padding taps going to a
+discarded bin.
+
+Speed (issue 2, one pattern per SGD step): a step is a few dozen small NumPy calls, so the
+code avoids calls rather than flops. The parameters live in one flat buffer of which
+`NumpyNet.p` holds views, and `sgd_step` has the layers write their gradients into views of
+a second flat buffer, so the update is one scaled subtraction. Scratch buffers (the dense
+kernel matrix, the padded input) are reused between calls.
 """
 
 from __future__ import annotations
@@ -22,9 +32,16 @@ import numpy as np
 from reference.params import LAYERS, Params
 from reference.spec import NetSpec
 
+_REUSE_MAX_N = 64  # per-batch-size scratch (padded input, bincount bins) kept up to this N
+
 
 class _ConvIndex:
-    """Gather indices for a square, strided, padded 2-D cross-correlation."""
+    """Gather indices for a square, strided, padded 2-D cross-correlation.
+
+    `fwd` (O*O, K*K): the flat input pixel each (output unit, tap) reads, or the sentinel
+    S*S for padding. `bwd` (S*S, <=9): for each input pixel, the flat (o, k) slots that read
+    it, padded with the sentinel slot O*O*K*K. `maps(C)` lays both out for C maps at once.
+    """
 
     def __init__(self, size: int, kernel: int, stride: int, pad: int, out_size: int):
         if (size + 2 * pad - kernel) // stride + 1 != out_size:
@@ -54,6 +71,15 @@ class _ConvIndex:
         for pix, h in enumerate(hits):
             self.bwd[pix, : len(h)] = h
 
+    def maps(self, C: int) -> np.ndarray:
+        """(C*K*K, O*O) flat index, into C maps of S*S pixels then one pad sentinel
+        (C*S*S), of the pixel that patch row (c, k) reads for output unit o."""
+        SS = self.size * self.size
+        per_map = self.fwd.T  # (K*K, O*O)
+        offset = np.arange(C)[:, None, None] * SS  # (C, 1, 1)
+        index = np.where(per_map == SS, C * SS, per_map + offset)  # (C, K*K, O*O)
+        return index.reshape(C * per_map.shape[0], -1).astype(np.intp)
+
 
 class Activation:
     """f(a) = A tanh(S a), with f'(a) written from the cached tanh."""
@@ -69,11 +95,27 @@ class Activation:
         return self.A * self.S * (1.0 - t * t)
 
 
+def _da(dy, t, f, out_b):
+    """da = dy f'(a), shaped like t. With one pattern and `out_b` (the bias gradient's
+    slot) given, da is written there: it is then also db."""
+    dest = out_b.reshape(t.shape) if out_b is not None and t.shape[0] == 1 else None
+    return np.multiply(dy.reshape(t.shape), f.grad_from_tanh(t), out=dest)
+
+
+def _db(da, out_b, shape):
+    """db = da summed over patterns, shaped `shape`; written into out_b when given."""
+    if out_b is None:
+        return (da[0] if da.shape[0] == 1 else da.sum(axis=0)).reshape(shape)
+    if da.shape[0] > 1:
+        np.sum(da, axis=0, out=out_b.reshape(da.shape[1:]))
+    return out_b  # one pattern: _da already wrote da here
+
+
 class ConvLayer:
     """H1 or H2: strided, padded cross-correlation over the maps that T connects, an untied
     bias per unit, then f. Weights are held as (maps_out, reads_per_map, K, K); the
-    forward pass scatters them once into a dense (maps_out, maps_in * K*K) matrix whose
-    unconnected blocks are zero, so one matrix product does all maps."""
+    forward pass scatters them into a dense (maps_out, maps_in * K*K) matrix whose
+    unconnected blocks stay zero, so one matrix product does all maps."""
 
     def __init__(self, name, params, act, table, size, kernel, stride, pad, out_size,
                  pad_value):
@@ -83,12 +125,42 @@ class ConvLayer:
         self.idx = _ConvIndex(size, kernel, stride, pad, out_size)
         self.pad_value = pad_value
         self.KK = kernel * kernel
+        self.wname, self.bname = f"{name}.w", f"{name}.b"
+        M, C, KK = self.maps_out, self.maps_in, self.KK
+        self.gather = self.idx.maps(C)  # (C*K*K, O*O)
+        # dE/d(patch entry) (c, k, o) goes to bin gather[c*K*K + k, o]; bin C*S*S = padding
+        self.bins = self.gather.ravel()  # (C*K*K*O*O,)
+        # the connected entries of the dense (M, C*K*K) matrix, in the C order of w
+        # (increasing input map within each output map, as W.reshape(M, C, K*K)[T] reads)
+        self.full = bool(self.T.all())
+        self.wpos = np.arange(M * C * KK).reshape(M, C, KK)[self.T].ravel()
+        self._W = None  # the dense matrix, refilled by each forward; zeros stay zero
+        self._xe = None  # padded input of the last small batch
+        self._bins_n = (1, self.bins)  # (N, bincount bins of N stacked patterns)
 
     def _dense_w(self):
-        w = self.p[f"{self.name}.w"]
-        W = np.zeros((self.maps_out, self.maps_in, self.KK), dtype=w.dtype)
-        W[self.T] = w.reshape(-1, self.KK)
-        return W.reshape(self.maps_out, self.maps_in * self.KK)
+        """The dense (M, C*K*K) kernel matrix of the current weights (a reused array)."""
+        w = self.p[self.wname]
+        W = self._W
+        if W is None or W.dtype != w.dtype:
+            W = self._W = np.zeros((self.maps_out, self.maps_in * self.KK), dtype=w.dtype)
+        if self.full:
+            W[...] = w.reshape(W.shape)
+        else:
+            W.reshape(-1)[self.wpos] = w.reshape(-1)
+        return W  # (M, C*K*K)
+
+    def _padded(self, x, dtype):
+        """x (N, C, S, S) as (N, C*S*S + 1) rows whose last entry is the pad value."""
+        N = x.shape[0]
+        xe = self._xe
+        if xe is None or xe.shape[0] != N or xe.dtype != dtype:
+            xe = np.empty((N, x[0].size + 1), dtype=dtype)
+            xe[:, -1] = self.pad_value
+            if N <= _REUSE_MAX_N:
+                self._xe = xe
+        xe[:, :-1] = x.reshape(N, -1)
+        return xe
 
     def forward(self, x):
         N, C, S, _ = x.shape  # (N, maps_in, S, S)
@@ -97,35 +169,47 @@ class ConvLayer:
                 f"{self.name} expects input (N, {self.maps_in}, {self.idx.size}, "
                 f"{self.idx.size}), got {tuple(x.shape)}"
             )
-        xe = np.empty((N, C, S * S + 1), dtype=self.p[f"{self.name}.w"].dtype)
-        xe[:, :, :-1] = x.reshape(N, C, S * S)
-        xe[:, :, -1] = self.pad_value
-        P = xe[:, :, self.idx.fwd]  # (N, C, O*O, K*K)
-        P = P.transpose(0, 2, 1, 3).reshape(N, -1, C * self.KK)  # (N, O*O, C*K*K)
         W = self._dense_w()  # (M, C*K*K)
-        O = self.idx.out_size
-        a = (P @ W.T).transpose(0, 2, 1).reshape(N, self.maps_out, O, O)
-        a += self.p[f"{self.name}.b"]  # (N, M, O, O)
+        PT = np.take(self._padded(x, W.dtype), self.gather, axis=1)  # (N, C*K*K, O*O)
+        a = W @ PT  # (N, M, O*O)
+        a += self.p[self.bname].reshape(self.maps_out, -1)
         y, t = self.f(a)
-        self.cache = (P, W, t, x.shape)
-        return y  # (N, M, O, O)
+        self.cache = (PT, W, t, x.shape)
+        O = self.idx.out_size
+        return y.reshape(N, self.maps_out, O, O)  # (N, M, O, O)
 
-    def backward(self, dy, need_dx=True):
-        P, W, t, xshape = self.cache
+    def backward(self, dy, need_dx=True, out=None):
+        """(dx, {"w": dw, "b": db}). With `out` ({"w", "b"}: arrays shaped like the
+        parameters) the gradients are written there and those arrays are returned."""
+        PT, W, t, xshape = self.cache
         N, C, S, _ = xshape
-        da = dy * self.f.grad_from_tanh(t)  # (N, M, O, O)
-        db = da.sum(axis=0)
-        da_m = da.reshape(N, self.maps_out, -1)  # (N, M, O*O)
-        dW = (da_m.transpose(1, 0, 2).reshape(self.maps_out, -1)
-              @ P.reshape(-1, C * self.KK))  # (M, C*K*K)
-        dw = dW.reshape(self.maps_out, self.maps_in, self.KK)[self.T]
-        dw = dw.reshape(self.p[f"{self.name}.w"].shape)
+        M = self.maps_out
+        out_w, out_b = (None, None) if out is None else (out["w"], out["b"])
+        da = _da(dy, t, self.f, out_b)  # (N, M, O*O)
+        db = _db(da, out_b, self.p[self.bname].shape)  # (M, O, O)
+        # dW sums over patterns in one product; both reshapes are views when N == 1
+        dW = np.matmul(da.transpose(1, 0, 2).reshape(M, -1),
+                       PT.transpose(0, 2, 1).reshape(-1, C * self.KK),
+                       out=None if out_w is None or not self.full
+                       else out_w.reshape(M, -1))  # (M, C*K*K)
+        wshape = self.p[self.wname].shape
+        if self.full:
+            dw = dW.reshape(wshape)
+        else:
+            dw = np.empty(wshape, dtype=dW.dtype) if out_w is None else out_w
+            np.take(dW.reshape(-1), self.wpos, out=dw.reshape(-1))
         dx = None
         if need_dx:
-            dP = da_m.transpose(0, 2, 1) @ W  # (N, O*O, C*K*K)
-            dP = dP.reshape(N, -1, C, self.KK).transpose(0, 2, 1, 3).reshape(N, C, -1)
-            dPe = np.concatenate([dP, np.zeros((N, C, 1), dP.dtype)], axis=2)
-            dx = dPe[:, :, self.idx.bwd].sum(axis=3).reshape(N, C, S, S)
+            dP = W.T @ da  # (N, C*K*K, O*O), dE/d(patch entry)
+            n_bins = C * S * S + 1  # per pattern; the last bin collects the padding taps
+            bins = self._bins_n[1]
+            if self._bins_n[0] != N:
+                bins = (self.bins + np.arange(N)[:, None] * n_bins).ravel()
+                if N <= _REUSE_MAX_N:
+                    self._bins_n = (N, bins)
+            dxe = np.bincount(bins, weights=dP.reshape(-1), minlength=N * n_bins)  # float64
+            dx = dxe.reshape(N, n_bins)[:, :-1].astype(W.dtype, copy=False)
+            dx = dx.reshape(N, C, S, S)
         return dx, {"w": dw, "b": db}
 
 
@@ -134,25 +218,36 @@ class DenseLayer:
 
     def __init__(self, name, params, act):
         self.name, self.p, self.f = name, params, act
+        self.wname, self.bname = f"{name}.w", f"{name}.b"
 
     def forward(self, x):
-        w = self.p[f"{self.name}.w"]
+        w = self.p[self.wname]
         xf = x.reshape(x.shape[0], -1)  # (N, fan_in)
         if xf.shape[1] != w.shape[1]:
             raise ValueError(
                 f"{self.name} expects {w.shape[1]} inputs per pattern, got shape {x.shape}"
             )
-        y, t = self.f(xf @ w.T + self.p[f"{self.name}.b"])  # (N, units)
+        a = xf @ w.T
+        a += self.p[self.bname]
+        y, t = self.f(a)  # (N, units)
         self.cache = (xf, t, x.shape)
         return y
 
-    def backward(self, dy, need_dx=True):
+    def backward(self, dy, need_dx=True, out=None):
+        """As ConvLayer.backward."""
         xf, t, xshape = self.cache
-        da = dy * self.f.grad_from_tanh(t)  # (N, units)
-        dw = da.T @ xf
-        db = da.sum(axis=0)
-        dx = (da @ self.p[f"{self.name}.w"]).reshape(xshape) if need_dx else None
+        out_w, out_b = (None, None) if out is None else (out["w"], out["b"])
+        da = _da(dy, t, self.f, out_b)  # (N, units)
+        db = _db(da, out_b, self.p[self.bname].shape)
+        if da.shape[0] == 1:  # the sum over patterns is one outer product
+            dw = np.multiply(da.T, xf, out=out_w)
+        else:
+            dw = np.matmul(da.T, xf, out=out_w)
+        dx = (da @ self.p[self.wname]).reshape(xshape) if need_dx else None
         return dx, {"w": dw, "b": db}
+
+
+_SLOT_WRITERS = (ConvLayer.backward, DenseLayer.backward)  # backwards that accept `out`
 
 
 class MSELoss:
@@ -160,12 +255,20 @@ class MSELoss:
 
     def __init__(self, spec: NetSpec):
         self.on, self.off, self.units = spec.target_on, spec.target_off, spec.out_units
+        self._rows = {}  # dtype -> (units, units) array whose row i is label i's target
 
     def targets(self, labels, dtype=np.float64):
+        dtype = np.dtype(dtype)
+        rows = self._rows.get(dtype)
+        if rows is None:
+            rows = np.full((self.units, self.units), self.off, dtype=dtype)
+            np.fill_diagonal(rows, self.on)
+            self._rows[dtype] = rows
         labels = np.asarray(labels)
-        t = np.full((labels.shape[0], self.units), self.off, dtype=dtype)
-        t[np.arange(labels.shape[0]), labels] = self.on
-        return t
+        if labels.ndim != 1:
+            raise ValueError(f"labels: expected a 1-D array of class indices, got shape "
+                             f"{labels.shape}")
+        return rows[labels]  # (N, units), a new array
 
     def value(self, y, labels):
         return float(np.mean((y - self.targets(labels, y.dtype)) ** 2))
@@ -173,13 +276,34 @@ class MSELoss:
     def grad(self, y, labels):
         return 2.0 * (y - self.targets(labels, y.dtype)) / y.size  # (N, 10)
 
+    def value_and_grad(self, y, labels):
+        """(value, grad) with the targets built once; grad is bitwise `grad`'s, value
+        agrees with `value` to rounding (a dot product instead of a mean)."""
+        d = y - self.targets(labels, y.dtype)
+        g = d * 2.0
+        g /= y.size
+        return float(np.vdot(d, d)) / d.size, g  # g (N, 10)
+
 
 class NumpyNet:
     """The reference network. Holds its own copy of the parameters, in `dtype`."""
 
     def __init__(self, spec: NetSpec, params: Params, dtype=np.float64):
         self.spec, self.dtype = spec, np.dtype(dtype)
-        self.p = params.arrays(self.dtype)  # its own copy: never an alias of `params`
+        # its own copy, never an alias of `params`: one flat buffer of which `p` holds
+        # views; sgd_step's gradients go to views (`_gout`) of a second one laid out alike
+        arrays = params.arrays(self.dtype)
+        self._flat = np.concatenate([a.ravel() for a in arrays.values()])
+        self._gflat = np.empty_like(self._flat)
+        self.p, self._gout, self._slots, start = {}, {}, [], 0
+        for k, a in arrays.items():
+            view = self._flat[start:start + a.size].reshape(a.shape)
+            gview = self._gflat[start:start + a.size].reshape(a.shape)
+            self.p[k] = view
+            layer, q = k.split(".")
+            self._gout.setdefault(layer, {})[q] = gview
+            self._slots.append((k, view, gview))
+            start += a.size
         f = Activation(spec)
         s = spec
         h1_table = np.ones((s.h1_maps, 1), dtype=bool)
@@ -211,11 +335,17 @@ class NumpyNet:
             h = layer.forward(h)
         return h  # (N, 10)
 
-    def backward(self, dy, need_input_grad=False):
-        """Back-propagate dE/d(out). Returns ({param name: grad}, {layer: dE/d(input)})."""
+    def backward(self, dy, need_input_grad=False, _out=None):
+        """Back-propagate dE/d(out). Returns ({param name: grad}, {layer: dE/d(input)}).
+        (`_out` is sgd_step's: {layer: {"w", "b"}} arrays to write the gradients into.)"""
         grads, dxs = {}, {}
-        for i, layer in reversed(list(enumerate(self.layers))):
-            dx, g = layer.backward(dy, need_dx=(i > 0 or need_input_grad))
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
+            need_dx = i > 0 or need_input_grad
+            if _out is None:
+                dx, g = layer.backward(dy, need_dx=need_dx)
+            else:
+                dx, g = layer.backward(dy, need_dx=need_dx, out=_out[layer.name])
             grads[f"{layer.name}.w"], grads[f"{layer.name}.b"] = g["w"], g["b"]
             dxs[layer.name] = dx
             dy = dx
@@ -226,13 +356,32 @@ class NumpyNet:
         grads, dxs = self.backward(self.loss.grad(y, labels), need_input_grad)
         return self.loss.value(y, labels), grads, dxs
 
+    def _flat_update_ok(self) -> bool:
+        """True while `p` and the gradient slots are still views of the two flat buffers
+        (an entry of `p` may have been rebound, or the net deep-copied) and every layer's
+        backward is one that writes into slots (harness/faults.py overrides it)."""
+        flat, gflat, p = self._flat, self._gflat, self.p
+        for k, v, g in self._slots:
+            if p.get(k) is not v or v.base is not flat or g.base is not gflat:
+                return False
+        for layer in self.layers:
+            if type(layer).backward not in _SLOT_WRITERS:
+                return False
+        return True
+
     def sgd_step(self, x, labels, lr):
-        """One plain SGD step on a pattern (or a batch); returns the loss before the step."""
-        y = self.forward(x)
-        E = self.loss.value(y, labels)
-        grads, _ = self.backward(self.loss.grad(y, labels))
-        for k, g in grads.items():
-            self.p[k] -= lr * g
+        """One plain SGD step on a pattern (or a batch); returns the loss before the step.
+        Bitwise the same update as `p[k] -= lr * g` with loss_and_grads' gradients."""
+        E, dy = self.loss.value_and_grad(self.forward(x), labels)
+        if self._flat_update_ok():
+            self.backward(dy, _out=self._gout)
+            g = self._gflat
+            g *= lr
+            self._flat -= g
+        else:
+            grads, _ = self.backward(dy)
+            for k, g in grads.items():
+                self.p[k] -= lr * g
         return E
 
     def predict(self, x, batch=1024):

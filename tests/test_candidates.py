@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from candidates import notebook as nbmod
 from candidates.adapters import (FunctionalNet, InPlaceUpdateLayer, Layout, TorchModuleLayer,
                                  layouts_for, torch_module_candidate)
 from candidates.loader import CandidateLoadError, MissingExtraError, load_candidate
@@ -386,6 +385,7 @@ def test_notebook_forward_on_a_real_digit(nb, usps_dir):
 @needs_dmlearn
 def test_notebook_layers_declare_no_mapping_and_keep_their_weights(nb):
     assert [l.maps_to for l in nb.layers] == [None] * 4
+    assert all("LiSHT" in l.why_unmapped for l in nb.layers)
     before = nb_params(nb)
     x = digit()
     ins, y = chain_inputs(nb, x)
@@ -442,7 +442,7 @@ def test_fault_c_d_e_h2_gradients(nb, nb_case):
             exp_b[i] += gz  # fault d
             exp_w[i] += [[np.sum(h1p[j, 2 * m:2 * m + 4, 2 * n:2 * n + 4] * gz)
                           for n in range(4)] for m in range(4)]  # fault c
-            gp = np.full((18, 18), -1.0)  # fault e: -1 fill, stride 2, into map i
+            gp = np.full((18, 18), -1.0)  # fault e: -1 fill, stride 2, flip, into map i
             gp[7:11, 7:11] = gz
             exp_x[i] += [[np.sum(gp[2 * m:2 * m + 4, 2 * n:2 * n + 4] * k[i, ::-1, ::-1])
                           for n in range(8)] for m in range(8)]
