@@ -27,6 +27,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         description="Per-sample training over the USPS training digits in file order, "
         "evaluated after every pass, checkpointed atomically, reported against the paper.")
     _add_options(p)
+    p.set_defaults(run=run)
     return p
 
 
@@ -67,17 +68,18 @@ def _config(args):
                        dtype=args.dtype).resolved()
 
 
-def _progress(disabled: bool):
+def _progress(disabled: bool, console=None):
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
 
     return Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("steps"), TimeElapsedColumn(), TextColumn("ETA"),
-                    TimeRemainingColumn(), disable=disabled, transient=False)
+                    TimeRemainingColumn(), disable=disabled, transient=False,
+                    console=console)
 
 
-def run(args) -> int:
-    """Exit code: 0 done, 2 bad input (message on stderr)."""
+def run(args, console=None) -> int:
+    """Exit code: 0 done, 2 bad input (message on stderr). `console`: harness.cli's."""
     try:
         cfg = _config(args)
         if args.seeds < 1:
@@ -99,7 +101,7 @@ def run(args) -> int:
     print(f"train: {cfg.preset} preset, {cfg.optimizer}, {cfg.passes} passes, seed {cfg.seed},"
           f" {cfg.impl} ({cfg.dtype}); data {data.source}; output {out}")
     try:
-        with _progress(args.no_progress or not sys.stdout.isatty()) as bar:
+        with _progress(args.no_progress or not sys.stdout.isatty(), console) as bar:
             task = bar.add_task("train", total=None)
 
             def on_progress(done, total):

@@ -231,6 +231,12 @@ def _isolated(run, layers, x, labels, unmapped):
             run.add(compare(yv, outs[i], run.t_ref, L, "activation", "reference",
                             subject="candidate", mode="isolated", group_axis=1))
             rdx, rg = ref_grads[i]
+            w = gr.get("w")
+            if L == "H1" and w is not None and np.size(w) == rg["w"].size:
+                diff = np.asarray(w, dtype=np.float64).reshape(rg["w"].shape) - rg["w"]
+                if np.all(np.isfinite(diff)):  # for the HTML heatmaps (first pattern)
+                    run.report.sections.setdefault("h1_kernel_grad_diff",
+                                                   diff[:, 0].tolist())
             for q, k in GRAD_NAMES:
                 run.add(compare(gr.get(k), rg[k], run.t_ref, L, q, "reference",
                                 subject="candidate", mode="isolated"))
