@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=120.0,
                    help="seconds a candidate's call may take before it is reported as hung")
     add_common_report_args(p)
-    sub = p.add_subparsers(dest="command", metavar="{selftest,train,gate}")
+    sub = p.add_subparsers(dest="command")
     for modname in ("harness.selftest_cli", "harness.train_cli", "harness.gate_cli"):
         try:
             mod = __import__(modname, fromlist=["add_parser"])
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue
         mod.add_parser(sub)
+    sub.metavar = "{" + ",".join(sub.choices) + "}"
     return p
 
 
@@ -81,7 +82,10 @@ def pick_digits(data, n: int):
         start = seen.get(cls, -1) + 1
         hits = np.flatnonzero(data.train_y[start:] == cls)
         if hits.size == 0:
-            raise UsageError(f"no training digit of class {cls} left to take")
+            most = 10 * int(np.bincount(data.train_y, minlength=10).min())
+            raise UsageError(f"--samples {n} asks for more digits of class {cls} than the "
+                             f"training set has; at most {most} can be taken one class at "
+                             "a time")
         seen[cls] = start + int(hits[0])
         idx.append(seen[cls])
     return data.train_x[idx], data.train_y[idx], idx
@@ -90,12 +94,13 @@ def pick_digits(data, n: int):
 def load_batch(args, console):
     from harness import data as D
 
-    if args.samples < 1:
-        raise UsageError(f"--samples must be at least 1, got {args.samples}")
+    if not 1 <= args.samples <= 1000:
+        raise UsageError(f"--samples must be between 1 and 1000, got {args.samples}")
     try:
         usps = D.load_usps(args.data)
     except D.DataError as e:
-        if args.data:
+        if args.data or os.environ.get("USPS_DATA", "").strip():
+            # a place the user named is broken: that is bad input, never a silent fallback
             raise UsageError(str(e)) from None
         x, y = D.synthetic_batch(args.samples, seed=args.seed)
         note = ("no USPS data found (see `verify --help` for where it looks): using a "

@@ -18,12 +18,20 @@ class ReportWriteError(OSError):
 
 def write_atomic(path: str | os.PathLike, text: str) -> Path:
     path = Path(path)
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ReportWriteError(f"{path}: {parent} is a file, not a folder")
+            break
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as e:
         raise ReportWriteError(f"{path}: cannot write here ({e.strerror or e})") from None
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # as a plain open() would, not mkstemp's 0600
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
@@ -32,6 +40,9 @@ def write_atomic(path: str | os.PathLike, text: str) -> Path:
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
         raise ReportWriteError(f"{path}: write failed ({e.strerror or e})") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)  # interrupted: leave no partial file behind
+        raise
     return path
 
 

@@ -419,9 +419,13 @@ def write_summary(out: Path) -> Path:
     if lock:
         L += ["## Lockstep: NumPy reference vs the autograd twin", "",
               "Both start from the same weights and see the same patterns in the same order "
-              "(paper preset, SDLM; each side estimates its own diagonal on the same 500 "
-              "patterns). After every pass: per layer, max |ref - twin| / max |ref| over its "
-              "weights and biases.", ""] + lockstep_lines(lock) + [
+              f"(paper preset, SDLM, {lock['float64']['config']['passes']} passes over the "
+              f"first {lock['float64']['train_digits']} training digits; each side estimates "
+              "its own diagonal on the same Hessian patterns). After every pass: per layer, "
+              "max |ref - twin| / max |ref| over its weights and biases. ASSUMPTION: a subset "
+              "of the digits, because the twin's per-pattern step costs ~10x the reference's "
+              "and the machine was shared; NOT RUN on all 7,291 (TODO: run it with "
+              "LOCKSTEP_DIGITS = 7291 in harness/train_cli.py).", ""] + lockstep_lines(lock) + [
               "", f"Stated bound for float64: 1e-9 over 23 passes; measured maximum "
               f"{lock['float64']['max_rel_diff']:.1e}.", "", "![lockstep](lockstep.png)", ""]
     if bench:

@@ -95,6 +95,11 @@ class Activation:
         return self.A * self.S * (1.0 - t * t)
 
 
+def _left_mul(W, B):
+    """W @ B for a stack B (N, k, n); one pattern takes the cheaper 2-D product."""
+    return (W @ B[0])[None] if B.shape[0] == 1 else W @ B
+
+
 def _da(dy, t, f, out_b):
     """da = dy f'(a), shaped like t. With one pattern and `out_b` (the bias gradient's
     slot) given, da is written there: it is then also db."""
@@ -171,7 +176,7 @@ class ConvLayer:
             )
         W = self._dense_w()  # (M, C*K*K)
         PT = np.take(self._padded(x, W.dtype), self.gather, axis=1)  # (N, C*K*K, O*O)
-        a = W @ PT  # (N, M, O*O)
+        a = _left_mul(W, PT)  # (N, M, O*O)
         a += self.p[self.bname].reshape(self.maps_out, -1)
         y, t = self.f(a)
         self.cache = (PT, W, t, x.shape)
@@ -200,7 +205,7 @@ class ConvLayer:
             np.take(dW.reshape(-1), self.wpos, out=dw.reshape(-1))
         dx = None
         if need_dx:
-            dP = W.T @ da  # (N, C*K*K, O*O), dE/d(patch entry)
+            dP = _left_mul(W.T, da)  # (N, C*K*K, O*O), dE/d(patch entry)
             n_bins = C * S * S + 1  # per pattern; the last bin collects the padding taps
             bins = self._bins_n[1]
             if self._bins_n[0] != N:

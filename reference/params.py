@@ -168,7 +168,11 @@ def load_params(path: str | os.PathLike, spec: NetSpec) -> Params:
     except FileNotFoundError:
         raise ValueError(f"{path}: no such parameter file") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise ValueError(f"{path}: not a readable .npz parameter file ({e})") from None
+        if "Object arrays" in str(e):
+            why = "it holds pickled objects, which are never loaded"
+        else:
+            why = "not an .npz archive" if "pickle" in str(e) else str(e)
+        raise ValueError(f"{path}: not a readable .npz parameter file ({why})") from None
     try:
         return Params(spec, arrays)
     except ValueError as e:

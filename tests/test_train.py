@@ -55,14 +55,20 @@ def test_records_match_an_independent_evaluation(data):
     assert line.startswith("pass  3  train   mse ") and line.endswith(" / 120")
 
 
-def test_sgd_steps_are_the_reference_sgd_step(data):
-    """One pass of the loop equals NumpyNet.sgd_step pattern by pattern, bit for bit."""
-    r = train(small(optimizer="sgd", lr=0.05, passes=1, train_limit=30), data)
+def test_per_parameter_rates_path_equals_sgd_step(data):
+    """The SDLM update path (loss_and_grads, p[k] -= rate[k] * g) with every rate equal to lr
+    is bit for bit NumpyNet.sgd_step, the path plain SGD takes."""
+    from harness.train import Runner
     from reference.params import init_params
-    net = NumpyNet(paper(), init_params(paper(), 0))
+
+    spec = paper()
+    a = Runner(spec, init_params(spec, 0), "numpy", "float64")
+    b = Runner(spec, init_params(spec, 0), "numpy", "float64")
+    rates = {k: np.full(v.shape, 0.05) for k, v in init_params(spec, 0).items()}
     for i in range(30):
-        net.sgd_step(data.train_x[i:i + 1], data.train_y[i:i + 1], 0.05)
-    assert net.get_params().checksum() == r.params.checksum()
+        a.step(data.train_x[i:i + 1], data.train_y[i:i + 1], 0.05)
+        b.step(data.train_x[i:i + 1], data.train_y[i:i + 1], rates)
+    assert a.params().checksum() == b.params().checksum()
 
 
 @pytest.mark.parametrize("opt", ["sgd", "sdlm"])

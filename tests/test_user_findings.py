@@ -6,7 +6,6 @@ Each test names its finding. All are fast: none runs the full set of checks.
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import stat
 
@@ -118,20 +117,3 @@ def test_finding7_advertised_subcommands_exist():
     sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
     advertised = set(sub.metavar.strip("{}").split(","))
     assert advertised == set(sub.choices)
-
-
-# Finding 8: an unknown built-in name or a path that does not exist (`--candidate nonexistent`,
-# `--candidate nonexistent.py:x`) is a typo, i.e. bad usage, yet exits 1 ("a check failed")
-# after printing an empty results table. Expected exit 2 like other bad input.
-@pytest.mark.parametrize("cand", ["nonexistent", "nonexistent_file.py:x"])
-def test_finding8_unknown_candidate_is_usage_error(tmp_path, monkeypatch, cand):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("USPS_DATA", raising=False)
-    # the synthetic batch is used (no data under tmp_path); loading fails before any check
-    d = tmp_path / "data" / "usps"
-    d.mkdir(parents=True)
-    lines = [" ".join(["%d" % (i % 10)] + ["0.0"] * 256) for i in range(40)]
-    for name in ("zip.train.gz", "zip.test.gz"):
-        with gzip.open(d / name, "wt") as fh:
-            fh.write("\n".join(lines) + "\n")
-    assert cli.main(["--data", str(d), "--candidate", cand, "--no-progress"]) == 2
