@@ -146,7 +146,9 @@ def run_verify(args, console) -> int:
 
     spec = preset(args.preset)
     x, y, source, note = load_batch(args, console)
-    params = load_params_arg(args, spec)
+    # a candidate with a declared spec gets a seeded set from that spec unless --params
+    params = load_params_arg(args, spec) if args.candidate == "reference" or args.params \
+        else None
     report = Report(candidate=args.candidate, data_source=source, samples=len(x),
                     dtype=args.dtype, seed=args.seed, preset=args.preset)
     if note:
@@ -164,10 +166,14 @@ def run_verify(args, console) -> int:
     else:
         from harness.verify_candidate import run_candidate_checks
 
+        if args.dtype != "float64":
+            raise UsageError("--dtype float32 applies to the reference and its twin; a "
+                             "candidate is run in the dtype its own code uses and checked "
+                             "in float64")
         ctx, update = progress_bar(console, show, f"checking {args.candidate}")
         with ctx:
             run_candidate_checks(report, args.candidate, spec, params, x, y,
-                                 timeout=args.timeout, progress=update)
+                                 timeout=args.timeout, progress=update, seed=args.seed)
     report.notes.append(f"checks took {time.perf_counter() - t0:.1f} s")
     emit(report, args, console)
     if any(c.quantity == "load" and not c.ok for c in report.checks):

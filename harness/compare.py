@@ -61,11 +61,12 @@ def not_run(layer, quantity, against, reason, **kw) -> Check:
 
 
 def compare(obtained, expected, tol: Tolerance, layer: str, quantity: str, against: str,
-            group_axis: int = 0, **kw) -> Check:
+            group_axis: int = 0, signal_scale: float = 0.0, **kw) -> Check:
     """Compare arrays; never raises on bad values, only on programming errors.
 
     `group_axis` names the axis whose indices `failing_groups` lists (the map axis: 0 for a
-    kernel (maps, ...), 1 for an activation (N, maps, ...))."""
+    kernel (maps, ...), 1 for an activation (N, maps, ...)). `signal_scale` is the tensor's
+    gradient for a unit error signal (harness/tolerance.py explains the term)."""
     c = Check(layer, quantity, against, rtol=tol.rtol, **kw)
     if obtained is None:
         c.status, c.reason = FAIL, "returned None where an array was expected"
@@ -96,7 +97,7 @@ def compare(obtained, expected, tol: Tolerance, layer: str, quantity: str, again
     if not np.all(np.isfinite(e_)):
         c.status, c.reason = NOT_RUN, "the expected tensor holds NaN/Inf; nothing to compare to"
         return c
-    c.atol = tol.atol(e_)
+    c.atol = tol.atol(e_, signal_scale)
     d = np.abs(a - e_)
     ae = np.abs(e_)
     allowed = c.atol + tol.rtol * ae

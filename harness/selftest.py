@@ -220,35 +220,21 @@ def trial_params(spec, trial: Trial, x, labels):
 
 def _ref_twin_trial(spec, params, x, labels, trial: Trial) -> dict:
     """reference and twin, float64 and float32, against one set of finite differences."""
-    import torch
-
     from harness.finite_diff import reference_fd
-    from harness.verify_reference import QUANTITIES, layer_activations
+    from harness.verify_reference import run_reference_checks
     from reference.numpy_net import NumpyNet
-    from reference.params import LAYERS
-    from reference.torch_twin import TorchNet
 
-    g_fd, dx_fd = reference_fd(NumpyNet(spec, params, np.float64), x, labels)
+    fd = reference_fd(NumpyNet(spec, params, np.float64), x, labels)
     stats = {}
     for dt in ("float64", "float32"):
-        ref = NumpyNet(spec, params, dt)
-        twin = TorchNet(spec, params, dtype=getattr(torch, dt))
         s_ref, s_twin = CleanStat("reference", dt, 1), CleanStat("twin", dt, 1)
-        t_twin, t_fd = tolerance_for("twin", dt), tolerance_for("finite_diff", dt)
-        act_ref = layer_activations(ref.layers, x.astype(dt))
-        act_twin = layer_activations(twin.layers, x.astype(dt))
-        _, g_ref, dx_ref = ref.loss_and_grads(x, labels, need_input_grad=True)
-        _, g_twin, dx_twin = twin.loss_and_grads(x, labels)
-        for L in LAYERS:
-            s_twin.add(trial.label, compare(act_twin[L], act_ref[L], t_twin, L, "activation",
-                                            "reference", group_axis=1))
-            pairs = [(q, g_ref[f"{L}.{k}"], g_twin[f"{L}.{k}"], g_fd[f"{L}.{k}"])
-                     for q, k in QUANTITIES]
-            pairs.append(("input_grad", dx_ref[L], dx_twin[L], dx_fd[L]))
-            for q, a_ref, a_twin, a_fd in pairs:
-                s_ref.add(trial.label, compare(a_ref, a_fd, t_fd, L, q, "finite_diff"))
-                s_twin.add(trial.label, compare(a_twin, a_ref, t_twin, L, q, "reference"))
-                s_twin.add(trial.label, compare(a_twin, a_fd, t_fd, L, q, "finite_diff"))
+        for c in run_reference_checks(spec, params, x, labels, dtype=dt, fd=fd):
+            if c.quantity == "params_unchanged":
+                s_ref.add(trial.label, c)
+            elif c.subject == "reference" and c.against == "finite_diff":
+                s_ref.add(trial.label, c)
+            else:
+                s_twin.add(trial.label, c)
         stats[("reference", dt)], stats[("twin", dt)] = s_ref, s_twin
     return stats
 

@@ -125,7 +125,8 @@ def run_candidate_checks(report, cand_ref, preset_spec: NetSpec, params: Params 
     declared = getattr(cand, "spec", None)
     spec = declared if isinstance(declared, NetSpec) else preset_spec
     try:
-        shared = params if params is not None and declared is None else init_params(spec, seed)
+        # explicit parameters (--params) win; otherwise a seeded set from the declared spec
+        shared = params if params is not None else init_params(spec, seed)
     except ValueError as e:
         # its structure is not the paper's (e.g. 4x4 kernels): the paper's reference still
         # provides each layer's input and upstream gradient

@@ -32,12 +32,25 @@ def layer_activations(layers, x) -> dict[str, np.ndarray]:
     return out
 
 
+def unit_signal_scales(net64, x) -> dict[str, float]:
+    """Max |gradient| of every tensor when every output is off its target by 1 (the loss
+    derivative 2 / (N * 10) everywhere), from the float64 reference: the scale that the
+    rounding of y - t is multiplied by on its way back (see harness/tolerance.py)."""
+    y = net64.forward(np.asarray(x, dtype=np.float64))
+    grads, dxs = net64.backward(np.full_like(y, 2.0 / y.size), need_input_grad=True)
+    out = {k: float(np.max(np.abs(v))) for k, v in grads.items()}
+    out.update({f"{k}.x": float(np.max(np.abs(v))) for k, v in dxs.items()})
+    return out
+
+
 def run_reference_checks(spec, params: Params, x, labels, dtype=np.float64,
                          twin_factory: Callable | None = None,
-                         progress: Callable[[int, int], None] | None = None) -> list[Check]:
+                         progress: Callable[[int, int], None] | None = None,
+                         fd=None) -> list[Check]:
     """All checks of the reference against its twin and against finite differences.
 
-    `progress(done, total)` is called as finite differences advance.
+    `progress(done, total)` is called as finite differences advance. `fd`, the result of
+    `reference_fd` at the same point, skips recomputing them (e.g. for a second dtype).
     """
     dt = np.dtype(dtype).name
     before = params.checksum()
@@ -67,21 +80,23 @@ def run_reference_checks(spec, params: Params, x, labels, dtype=np.float64,
         if progress:
             progress(done[0], total)
 
-    g_fd, dx_fd = reference_fd(ref64, x, labels, progress=tick)
+    g_fd, dx_fd = fd if fd is not None else reference_fd(ref64, x, labels, progress=tick)
+    unit = unit_signal_scales(ref64, x)
 
     for L in LAYERS:
         checks.append(compare(act_twin[L], act_ref[L], t_twin, L, "activation", "twin",
                               subject="reference", mode="chain", group_axis=1))
-        pairs = [(q, g_ref[f"{L}.{k}"], g_twin[f"{L}.{k}"], g_fd[f"{L}.{k}"], 0)
-                 for q, k in QUANTITIES]
-        pairs.append(("input_grad", dx_ref[L], dx_twin[L], dx_fd[L], 1))
-        for q, a_ref, a_twin, a_fd, axis in pairs:
+        pairs = [(q, g_ref[f"{L}.{k}"], g_twin[f"{L}.{k}"], g_fd[f"{L}.{k}"], 0,
+                  unit[f"{L}.{k}"]) for q, k in QUANTITIES]
+        pairs.append(("input_grad", dx_ref[L], dx_twin[L], dx_fd[L], 1, unit[f"{L}.x"]))
+        for q, a_ref, a_twin, a_fd, axis, u in pairs:
+            kw = dict(mode="chain", group_axis=axis, signal_scale=u)
             checks.append(compare(a_twin, a_ref, t_twin, L, q, "twin", subject="reference",
-                                  mode="chain", group_axis=axis))
+                                  **kw))
             checks.append(compare(a_ref, a_fd, t_fd, L, q, "finite_diff", subject="reference",
-                                  mode="chain", group_axis=axis))
+                                  **kw))
             checks.append(compare(a_twin, a_fd, t_fd, L, q, "finite_diff", subject="twin",
-                                  mode="chain", group_axis=axis))
+                                  **kw))
 
     after = params.checksum()
     c = Check("all", "params_unchanged", "checksum", subject="shared parameters")

@@ -34,3 +34,15 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError(
             f"REQUIRE_USPS=1 but the USPS digits are not at {SHARED_USPS} or $USPS_DATA"
         )
+
+
+@pytest.fixture
+def no_data(monkeypatch):
+    """As if no USPS digits were anywhere: the loader finds nothing, $USPS_DATA is unset."""
+    from harness import data as D
+
+    def nothing(*args, **kwargs):
+        raise D.DataError("no USPS data (test stand-in)")
+
+    monkeypatch.delenv("USPS_DATA", raising=False)
+    monkeypatch.setattr(D, "load_usps", nothing)

@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from harness import data as D
 from harness.cli import main
 
 LAYERS = {"H1", "H2", "H3", "out"}
@@ -37,7 +36,7 @@ def test_verify_passes_on_real_digits_and_writes_json(usps_dir, tmp_path, capsys
     assert "| H1 | weight_grad |" in md.read_text()
 
 
-def test_verify_fails_with_exit_1_when_the_twin_disagrees(tmp_path, monkeypatch):
+def test_verify_fails_with_exit_1_when_the_twin_disagrees(tmp_path, monkeypatch, no_data):
     """Break the twin's activation slope: every twin check must fail, exit code 1."""
     import reference.torch_twin as tt
 
@@ -47,7 +46,6 @@ def test_verify_fails_with_exit_1_when_the_twin_disagrees(tmp_path, monkeypatch)
         return real(spec.replace(act_slope=spec.act_slope * 1.001), params, dtype=dtype)
 
     monkeypatch.setattr(tt, "TorchNet", broken)
-    monkeypatch.setattr(D, "load_usps", _no_data)
     out = tmp_path / "o.json"
     rc = main(["--samples", "1", "--json", str(out), "--no-progress"])
     assert rc == 1
@@ -60,12 +58,7 @@ def test_verify_fails_with_exit_1_when_the_twin_disagrees(tmp_path, monkeypatch)
     assert ref_fd and all(c["ok"] for c in ref_fd)
 
 
-def _no_data(*a, **k):
-    raise D.DataError("nothing here (test)")
-
-
-def test_no_data_falls_back_to_a_synthetic_batch_and_says_so(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(D, "load_usps", _no_data)
+def test_no_data_falls_back_to_a_synthetic_batch_and_says_so(tmp_path, no_data, capsys):
     out = tmp_path / "o.json"
     assert main(["--samples", "1", "--json", str(out), "--no-progress"]) == 0
     d = json.loads(out.read_text())
@@ -81,8 +74,7 @@ def test_missing_data_folder_is_exit_2_with_a_clear_message(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv", [["--samples", "0"], ["--dtype", "float16"],
                                   ["--preset", "lenet5"]])
-def test_bad_usage_is_exit_2(argv, monkeypatch):
-    monkeypatch.setattr(D, "load_usps", _no_data)
+def test_bad_usage_is_exit_2(argv, no_data):
     try:
         rc = main(argv + ["--no-progress"])
     except SystemExit as e:  # argparse's own usage errors
@@ -90,17 +82,14 @@ def test_bad_usage_is_exit_2(argv, monkeypatch):
     assert rc == 2
 
 
-def test_bad_params_file_is_exit_2_naming_it(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(D, "load_usps", _no_data)
+def test_bad_params_file_is_exit_2_naming_it(tmp_path, no_data, capsys):
     bad = tmp_path / "weights.npz"
     bad.write_text("garbage")
     assert main(["--params", str(bad), "--no-progress"]) == 2
     assert "weights.npz" in capsys.readouterr().out
 
 
-def test_unwritable_report_path_is_named_and_console_report_kept(tmp_path, monkeypatch,
-                                                                 capsys):
-    monkeypatch.setattr(D, "load_usps", _no_data)
+def test_unwritable_report_path_is_named_and_console_report_kept(tmp_path, no_data, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     good = tmp_path / "good.md"

@@ -77,13 +77,7 @@ def test_a_hanging_candidate_is_stopped_and_reported():
     (f"{FIX / 'bad_import.py'}:build", 2, "bad_import.py"),
     ("no_such_builtin", 2, "no_such_builtin"),
 ])
-def test_load_failures_are_exit_2_with_a_report(ref, exit_code, words, tmp_path, monkeypatch):
-    from harness import data as D
-
-    def no_data(*a, **k):
-        raise D.DataError("none (test)")
-
-    monkeypatch.setattr(D, "load_usps", no_data)
+def test_load_failures_are_exit_2_with_a_report(ref, exit_code, words, tmp_path, no_data):
     out = tmp_path / "o.json"
     assert main(["--candidate", ref, "--json", str(out), "--no-progress"]) == exit_code
     d = json.loads(out.read_text())
