@@ -104,7 +104,8 @@ def load_batch(args, console):
             raise UsageError(str(e)) from None
         x, y = D.synthetic_batch(args.samples, seed=args.seed)
         note = ("no USPS data found (see `verify --help` for where it looks): using a "
-                f"deterministic synthetic batch of {args.samples} patterns")
+                f"deterministic synthetic batch of {args.samples} "
+                f"pattern{'s' if args.samples != 1 else ''}")
         console.print(f"note: {note}", highlight=False)
         return x, y, "synthetic", note
     x, y, idx = pick_digits(usps, args.samples)

@@ -92,7 +92,7 @@ def summary_line(report: Report) -> str:
     n = report.counts()
     s = (f"{report.verdict.upper()}: {n[PASS]} passed, {n[FAIL]} failed, "
          f"{n[NOT_RUN]} not run ({report.candidate}, {report.dtype}, {report.samples} "
-         f"patterns from {report.data_source})")
+         f"pattern{'s' if report.samples != 1 else ''} from {report.data_source})")
     if report.failed:
         names = sorted({f"{c.layer} {c.quantity}" for c in report.failed},
                        key=lambda t: t)
