@@ -1,0 +1,73 @@
+"""`verify gate`: its rules, and that a fault injected into the reference fails its item."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness import gate
+from harness.gate import Item
+
+
+@pytest.mark.parametrize("rule,base,value,ok", [
+    ("equal", 29, 29, True), ("equal", 29, 28, False),
+    ("zero", 0, 0, True), ("zero", 0, 1, False),
+    ("rel:1e-6", 0.25, 0.25 * (1 + 5e-7), True), ("rel:1e-6", 0.25, 0.25 * (1 + 2e-6), False),
+    ("decade_up", 0.02, 0.15, True), ("decade_up", 0.02, 0.3, False),
+    ("decade_down", 140.0, 20.0, True), ("decade_down", 140.0, 10.0, False),
+])
+def test_item_rules(rule, base, value, ok):
+    it = Item("x/y", float(value), rule, baseline=float(base))
+    it.judge()
+    assert it.ok is ok
+    assert "x/y" in it.message and ("moved" in it.message) == (base != value)
+
+
+def test_missing_baseline_fails_the_item():
+    it = Item("x/y", 1.0, "equal")
+    it.judge()
+    assert it.ok is False and "--update-baseline" in it.message
+
+
+@pytest.mark.data
+def test_a_fault_in_the_reference_fails_the_gate_item(usps_dir, monkeypatch):
+    from harness.data import load_usps
+    from reference.numpy_net import ConvLayer
+
+    data = load_usps(usps_dir)
+    real = ConvLayer.backward
+
+    def faulty(self, dy, need_dx=True):
+        dx, g = real(self, dy, need_dx)
+        if self.name == "H2":
+            g["b"] = g["b"] * 1.01  # a 1% error in H2's bias gradient
+        return dx, g
+
+    monkeypatch.setattr(ConvLayer, "backward", faulty)
+    items, checks = gate.reference_items(data)
+    base = gate.load_baseline()
+    for it in items:
+        it.baseline = base.get(it.name)
+        it.judge()
+    failed = {it.name for it in items if not it.ok}
+    assert "reference/failed_checks" in failed
+    assert any(c.layer == "H2" and c.quantity == "bias_grad" and not c.ok for c in checks)
+
+
+def test_committed_baseline_is_complete():
+    base = gate.load_baseline()
+    assert set(base) >= {"reference/failed_checks", "selftest/detection_rate",
+                         "selftest/localization_rate", "selftest/false_alarms",
+                         "training/train_mse", "training/test_misses"}
+    assert base["selftest/detection_rate"] == 1.0 and base["selftest/false_alarms"] == 0
+
+
+def test_corrupt_baseline_is_named(tmp_path):
+    p = tmp_path / "baseline.json"
+    p.write_text("{not json")
+    with pytest.raises(ValueError, match="baseline.json"):
+        gate.load_baseline(p)
+    p.write_text(json.dumps({"items": {"a": "x"}}))
+    with pytest.raises(ValueError, match="baseline.json"):
+        gate.load_baseline(p)
