@@ -144,8 +144,8 @@ class Runner:
     def step(self, x, y, rate) -> None:
         """One update on pattern(s) x: w -= rate * dE/dw (rate a float or {name: array})."""
         if self.impl == "numpy":
-            if isinstance(rate, float):  # NumpyNet.sgd_step: bitwise p[k] -= lr * g
-                self.net.sgd_step(x, y, rate)
+            if not isinstance(rate, dict):  # a float, or one rate per parameter, flat
+                self.net.sgd_step(x, y, rate)  # bitwise p[k] -= rate[k] * g: see tests
                 return
             _, grads, _ = self.net.loss_and_grads(x, y)
             p = self.net.p
@@ -158,6 +158,13 @@ class Runner:
                 r = rate if isinstance(rate, float) else rate[k]
                 d = np.asarray(r * g, dtype=self.np_dtype)
                 self.net.tensor(k).sub_(self._torch.from_numpy(d))
+
+    def pack(self, rates: dict[str, np.ndarray]):
+        """Per-parameter rates in the form `step` takes fastest: for NumPy one flat vector
+        in parameter order, which NumpyNet.sgd_step's `g *= lr` applies elementwise."""
+        if self.impl != "numpy":
+            return rates
+        return np.concatenate([rates[k].ravel() for k in self.net.p]).astype(self.np_dtype)
 
     def gn_diagonal(self, x) -> dict[str, np.ndarray]:
         if self.impl == "numpy":
@@ -210,7 +217,7 @@ def _rates(cfg: TrainConfig, runner: Runner, x, rng) -> tuple[object, dict]:
     idx = np.sort(rng.choice(len(x), size=n, replace=False))
     h = runner.gn_diagonal(x[idx])
     steps = {k: v.astype(runner.np_dtype) for k, v in sdlm_steps(h, cfg.eta, cfg.mu).items()}
-    return steps, {k: float(v.mean()) for k, v in h.items()}
+    return runner.pack(steps), {k: float(v.mean()) for k, v in h.items()}
 
 
 def train(cfg: TrainConfig, data, out_dir: str | Path | None = None, resume: bool = False,

@@ -19,10 +19,13 @@ value. The input gradient is that gather run backwards: one `np.bincount` adds e
 discarded bin.
 
 Speed (issue 2, one pattern per SGD step): a step is a few dozen small NumPy calls, so the
-code avoids calls rather than flops. The parameters live in one flat buffer of which
-`NumpyNet.p` holds views, and `sgd_step` has the layers write their gradients into views of
-a second flat buffer, so the update is one scaled subtraction. Scratch buffers (the dense
-kernel matrix, the padded input) are reused between calls.
+code saves calls more than flops. The parameters live in one flat buffer of which
+`NumpyNet.p` holds views; `sgd_step` has the layers write their gradients into views of a
+second flat buffer (so the update is one scaled subtraction) and their tanh(S a) into one
+tape (so f'(a) of all units is computed at once). Scratch buffers (the dense kernel matrix,
+the padded input) are reused between calls; 2-D products use np.dot, which is the same BLAS
+call as `@` with less overhead. Layer methods keep their plain signatures; the buffers are
+optional arguments (`t_out`, `out`, `fprime`) that only sgd_step passes.
 """
 
 from __future__ import annotations
@@ -87,24 +90,37 @@ class Activation:
     def __init__(self, spec: NetSpec):
         self.A, self.S = spec.act_amplitude, spec.act_slope
 
-    def __call__(self, a):
-        t = np.tanh(self.S * a)
+    def __call__(self, a, t_out=None):
+        """(y, t) = (A tanh(S a), tanh(S a)); t is written into `t_out` when given."""
+        t = np.tanh(self.S * a, out=t_out)
         return self.A * t, t
 
-    def grad_from_tanh(self, t):
-        return self.A * self.S * (1.0 - t * t)
+    def grad_from_tanh(self, t, out=None):
+        """f'(a) = A S (1 - t^2), into `out` when given."""
+        u = np.multiply(t, t, out=out)
+        np.subtract(1.0, u, out=u)
+        u *= self.A * self.S
+        return u
 
 
 def _left_mul(W, B):
-    """W @ B for a stack B (N, k, n); one pattern takes the cheaper 2-D product."""
-    return (W @ B[0])[None] if B.shape[0] == 1 else W @ B
+    """W @ B for a stack B (N, k, n). One pattern takes np.dot, which for 2-D operands
+    is the same BLAS product with less call overhead than the matmul ufunc."""
+    return np.dot(W, B[0])[None] if B.shape[0] == 1 else W @ B
 
 
-def _da(dy, t, f, out_b):
-    """da = dy f'(a), shaped like t. With one pattern and `out_b` (the bias gradient's
-    slot) given, da is written there: it is then also db."""
+def _gather(xe, index):
+    """xe[:, index] for xe (N, L): (N,) + index.shape. One pattern takes a 1-D take."""
+    return xe[0].take(index)[None] if xe.shape[0] == 1 else np.take(xe, index, axis=1)
+
+
+def _da(dy, t, f, out_b, fprime):
+    """da = dy f'(a), shaped like t; f'(a) is `fprime` when given (sgd_step computes it
+    for all layers at once). With one pattern and `out_b` (the bias gradient's slot)
+    given, da is written there: it is then also db."""
     dest = out_b.reshape(t.shape) if out_b is not None and t.shape[0] == 1 else None
-    return np.multiply(dy.reshape(t.shape), f.grad_from_tanh(t), out=dest)
+    fp = f.grad_from_tanh(t) if fprime is None else fprime
+    return np.multiply(dy.reshape(t.shape), fp, out=dest)
 
 
 def _db(da, out_b, shape):
@@ -157,17 +173,19 @@ class ConvLayer:
 
     def _padded(self, x, dtype):
         """x (N, C, S, S) as (N, C*S*S + 1) rows whose last entry is the pad value."""
-        N = x.shape[0]
+        N, C, S, _ = x.shape
         xe = self._xe
         if xe is None or xe.shape[0] != N or xe.dtype != dtype:
-            xe = np.empty((N, x[0].size + 1), dtype=dtype)
+            xe = np.empty((N, C * S * S + 1), dtype=dtype)
             xe[:, -1] = self.pad_value
             if N <= _REUSE_MAX_N:
                 self._xe = xe
-        xe[:, :-1] = x.reshape(N, -1)
+        xe[:, :-1] = x.reshape(N, C * S * S)
         return xe
 
-    def forward(self, x):
+    def forward(self, x, t_out=None):
+        """y = f(w * x + b), (N, M, O, O). `t_out` (N, M, O*O), if given, receives the
+        cached tanh(S a) (sgd_step keeps all layers' in one buffer)."""
         N, C, S, _ = x.shape  # (N, maps_in, S, S)
         if (C, S) != (self.maps_in, self.idx.size):
             raise ValueError(
@@ -175,34 +193,35 @@ class ConvLayer:
                 f"{self.idx.size}), got {tuple(x.shape)}"
             )
         W = self._dense_w()  # (M, C*K*K)
-        PT = np.take(self._padded(x, W.dtype), self.gather, axis=1)  # (N, C*K*K, O*O)
+        PT = _gather(self._padded(x, W.dtype), self.gather)  # (N, C*K*K, O*O)
         a = _left_mul(W, PT)  # (N, M, O*O)
         a += self.p[self.bname].reshape(self.maps_out, -1)
-        y, t = self.f(a)
+        y, t = self.f(a, t_out)
         self.cache = (PT, W, t, x.shape)
         O = self.idx.out_size
         return y.reshape(N, self.maps_out, O, O)  # (N, M, O, O)
 
-    def backward(self, dy, need_dx=True, out=None):
+    def backward(self, dy, need_dx=True, out=None, fprime=None):
         """(dx, {"w": dw, "b": db}). With `out` ({"w", "b"}: arrays shaped like the
-        parameters) the gradients are written there and those arrays are returned."""
+        parameters) the gradients are written there and those arrays are returned;
+        `fprime`, f'(a) shaped like the cached tanh, saves computing it here."""
         PT, W, t, xshape = self.cache
         N, C, S, _ = xshape
         M = self.maps_out
         out_w, out_b = (None, None) if out is None else (out["w"], out["b"])
-        da = _da(dy, t, self.f, out_b)  # (N, M, O*O)
+        da = _da(dy, t, self.f, out_b, fprime)  # (N, M, O*O)
         db = _db(da, out_b, self.p[self.bname].shape)  # (M, O, O)
         # dW sums over patterns in one product; both reshapes are views when N == 1
-        dW = np.matmul(da.transpose(1, 0, 2).reshape(M, -1),
-                       PT.transpose(0, 2, 1).reshape(-1, C * self.KK),
-                       out=None if out_w is None or not self.full
-                       else out_w.reshape(M, -1))  # (M, C*K*K)
+        dW = np.dot(da.transpose(1, 0, 2).reshape(M, -1),
+                    PT.transpose(0, 2, 1).reshape(-1, C * self.KK),
+                    out=None if out_w is None or not self.full
+                    else out_w.reshape(M, -1))  # (M, C*K*K)
         wshape = self.p[self.wname].shape
         if self.full:
             dw = dW.reshape(wshape)
         else:
             dw = np.empty(wshape, dtype=dW.dtype) if out_w is None else out_w
-            np.take(dW.reshape(-1), self.wpos, out=dw.reshape(-1))
+            np.take(dW.reshape(-1), self.wpos, out=dw.reshape(-1), mode="clip")  # unbuffered
         dx = None
         if need_dx:
             dP = _left_mul(W.T, da)  # (N, C*K*K, O*O), dE/d(patch entry)
@@ -225,34 +244,34 @@ class DenseLayer:
         self.name, self.p, self.f = name, params, act
         self.wname, self.bname = f"{name}.w", f"{name}.b"
 
-    def forward(self, x):
+    def forward(self, x, t_out=None):
+        """y = f(x_flat w^T + b), (N, units); `t_out` as in ConvLayer.forward."""
         w = self.p[self.wname]
         xf = x.reshape(x.shape[0], -1)  # (N, fan_in)
         if xf.shape[1] != w.shape[1]:
             raise ValueError(
                 f"{self.name} expects {w.shape[1]} inputs per pattern, got shape {x.shape}"
             )
-        a = xf @ w.T
+        a = np.dot(xf, w.T)
         a += self.p[self.bname]
-        y, t = self.f(a)  # (N, units)
+        y, t = self.f(a, t_out)  # (N, units)
         self.cache = (xf, t, x.shape)
         return y
 
-    def backward(self, dy, need_dx=True, out=None):
+    def backward(self, dy, need_dx=True, out=None, fprime=None):
         """As ConvLayer.backward."""
         xf, t, xshape = self.cache
         out_w, out_b = (None, None) if out is None else (out["w"], out["b"])
-        da = _da(dy, t, self.f, out_b)  # (N, units)
+        da = _da(dy, t, self.f, out_b, fprime)  # (N, units)
         db = _db(da, out_b, self.p[self.bname].shape)
-        if da.shape[0] == 1:  # the sum over patterns is one outer product
-            dw = np.multiply(da.T, xf, out=out_w)
-        else:
-            dw = np.matmul(da.T, xf, out=out_w)
-        dx = (da @ self.p[self.wname]).reshape(xshape) if need_dx else None
+        dw = np.dot(da.T, xf, out=out_w)  # summed over patterns
+        dx = np.dot(da, self.p[self.wname]).reshape(xshape) if need_dx else None
         return dx, {"w": dw, "b": db}
 
 
-_SLOT_WRITERS = (ConvLayer.backward, DenseLayer.backward)  # backwards that accept `out`
+# the layer methods that take sgd_step's buffers (t_out, out, fprime); subclasses that
+# override them (harness/faults.py) get the plain path
+_STOCK = {(ConvLayer.forward, ConvLayer.backward), (DenseLayer.forward, DenseLayer.backward)}
 
 
 class MSELoss:
@@ -309,8 +328,13 @@ class NumpyNet:
             self._gout.setdefault(layer, {})[q] = gview
             self._slots.append((k, view, gview))
             start += a.size
-        f = Activation(spec)
         s = spec
+        # sgd_step's tape: all layers' tanh(S a) in one array, so that f'(a) of every unit
+        # is three NumPy calls; `_tape_shapes` are the layers' `a` per pattern
+        self._tape_shapes = [(s.h1_maps, s.h1_size ** 2), (s.h2_maps, s.h2_size ** 2),
+                             (s.h3_units,), (s.out_units,)]
+        self._tape_one = self._tape(1)  # reused by every one-pattern step
+        f = Activation(spec)
         h1_table = np.ones((s.h1_maps, 1), dtype=bool)
         self.layers = [
             ConvLayer("H1", self.p, f, h1_table, s.input_size, s.h1_kernel, s.h1_stride,
@@ -340,17 +364,12 @@ class NumpyNet:
             h = layer.forward(h)
         return h  # (N, 10)
 
-    def backward(self, dy, need_input_grad=False, _out=None):
-        """Back-propagate dE/d(out). Returns ({param name: grad}, {layer: dE/d(input)}).
-        (`_out` is sgd_step's: {layer: {"w", "b"}} arrays to write the gradients into.)"""
+    def backward(self, dy, need_input_grad=False):
+        """Back-propagate dE/d(out). Returns ({param name: grad}, {layer: dE/d(input)})."""
         grads, dxs = {}, {}
         for i in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[i]
-            need_dx = i > 0 or need_input_grad
-            if _out is None:
-                dx, g = layer.backward(dy, need_dx=need_dx)
-            else:
-                dx, g = layer.backward(dy, need_dx=need_dx, out=_out[layer.name])
+            dx, g = layer.backward(dy, need_dx=(i > 0 or need_input_grad))
             grads[f"{layer.name}.w"], grads[f"{layer.name}.b"] = g["w"], g["b"]
             dxs[layer.name] = dx
             dy = dx
@@ -361,32 +380,56 @@ class NumpyNet:
         grads, dxs = self.backward(self.loss.grad(y, labels), need_input_grad)
         return self.loss.value(y, labels), grads, dxs
 
-    def _flat_update_ok(self) -> bool:
+    def _tape(self, N):
+        """Two (N, units of all layers) buffers, for tanh(S a) and f'(a), each with its
+        per-layer views shaped like the layers' `a`: (t, t views, f', f' views)."""
+        sizes = [int(np.prod(shape)) for shape in self._tape_shapes]
+        starts = np.cumsum([0] + sizes)
+        tape = []
+        for _ in range(2):
+            buf = np.empty((N, starts[-1]), dtype=self.dtype)
+            tape += [buf, [buf[:, a:a + n].reshape((N,) + shape)
+                           for a, n, shape in zip(starts, sizes, self._tape_shapes)]]
+        return tape
+
+    def _fast_ok(self) -> bool:
         """True while `p` and the gradient slots are still views of the two flat buffers
-        (an entry of `p` may have been rebound, or the net deep-copied) and every layer's
-        backward is one that writes into slots (harness/faults.py overrides it)."""
+        (an entry of `p` may have been rebound, or the net deep-copied) and every layer
+        is a stock one that takes sgd_step's buffers (harness/faults.py swaps in others)."""
         flat, gflat, p = self._flat, self._gflat, self.p
         for k, v, g in self._slots:
             if p.get(k) is not v or v.base is not flat or g.base is not gflat:
                 return False
         for layer in self.layers:
-            if type(layer).backward not in _SLOT_WRITERS:
+            if (type(layer).forward, type(layer).backward) not in _STOCK:
                 return False
         return True
 
     def sgd_step(self, x, labels, lr):
         """One plain SGD step on a pattern (or a batch); returns the loss before the step.
         Bitwise the same update as `p[k] -= lr * g` with loss_and_grads' gradients."""
-        E, dy = self.loss.value_and_grad(self.forward(x), labels)
-        if self._flat_update_ok():
-            self.backward(dy, _out=self._gout)
-            g = self._gflat
-            g *= lr
-            self._flat -= g
-        else:
+        if not self._fast_ok():
+            E, dy = self.loss.value_and_grad(self.forward(x), labels)
             grads, _ = self.backward(dy)
             for k, g in grads.items():
                 self.p[k] -= lr * g
+            return E
+        h = np.asarray(x, dtype=self.dtype)
+        if h.ndim == 3:
+            h = h[:, None]
+        N = h.shape[0]
+        t, t_views, fp, fp_views = self._tape_one if N == 1 else self._tape(N)
+        for layer, t_out in zip(self.layers, t_views):
+            h = layer.forward(h, t_out)
+        E, dy = self.loss.value_and_grad(h, labels)
+        self.layers[0].f.grad_from_tanh(t, out=fp)  # f'(a) of every unit at once
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
+            dy, _ = layer.backward(dy, need_dx=i > 0, out=self._gout[layer.name],
+                                   fprime=fp_views[i])
+        g = self._gflat
+        g *= lr
+        self._flat -= g
         return E
 
     def predict(self, x, batch=1024):
