@@ -191,7 +191,7 @@ def h1_diff_array(value) -> np.ndarray:
     return a
 
 
-def _h1_heatmaps(value, failing: set[int]) -> str:
+def _h1_heatmaps(value, failing: set[int], against: str = "reference") -> str:
     a = h1_diff_array(value)
     finite = a[np.isfinite(a)]
     m = float(np.abs(finite).max()) if finite.size else 0.0
@@ -208,7 +208,7 @@ def _h1_heatmaps(value, failing: set[int]) -> str:
         ax.set_xticks([])
         ax.set_yticks([])
     bar = fig.colorbar(im, ax=list(axes.flat), shrink=0.8,
-                       label="candidate - reference (symmetric log)")
+                       label=f"candidate - {against} (symmetric log)")
     bar.set_ticks([-m, -m / 100, 0.0, m / 100, m])
     bar.set_ticklabels([f"{t:.1e}" for t in (-m, -m / 100, 0.0, m / 100, m)])
     fig.suptitle("H1 dE/dw difference per kernel (5x5 maps), one shared colour scale",
@@ -318,7 +318,8 @@ def to_html(report: Report) -> str:
         failing = {g for c in report.failed if c.layer == "H1" and c.quantity == "weight_grad"
                    and len(c.shape) == 4 for g in c.failing_groups}
         parts += ["<h2>H1 kernel-gradient difference</h2>",
-                  _figure("H1 heatmaps", _h1_heatmaps, s["h1_kernel_grad_diff"], failing)]
+                  _figure("H1 heatmaps", _h1_heatmaps, s["h1_kernel_grad_diff"], failing,
+                          s.get("h1_kernel_grad_diff_against", "reference"))]
     if isinstance(s.get("localization"), dict):
         parts += ["<h2>Faults: where each one starts</h2>", _localization(s["localization"])]
     if s.get("not_compared_with_paper"):

@@ -251,6 +251,14 @@ def _isolated(run, layers, x, labels, unmapped):
             run.add(Check(L, "runs", "protocol", FAIL, "candidate", mode="isolated",
                           reason=f"during finite differences: {e}"))
             continue
+        w, fw = g.get("w"), fd.get("w")
+        if L == "H1" and w is not None and fw is not None and np.size(w) == 300 \
+                and not np.isnan(fw).any() and np.all(np.isfinite(w)):
+            # for the HTML heatmaps when H1 does not map: its error against its own forward
+            diff = np.asarray(w, dtype=np.float64).reshape(12, 5, 5) - fw.reshape(12, 5, 5)
+            if "h1_kernel_grad_diff" not in run.report.sections:
+                run.report.sections["h1_kernel_grad_diff"] = diff.tolist()
+                run.report.sections["h1_kernel_grad_diff_against"] = "own finite differences"
         for q, k in GRAD_NAMES:
             if k not in fd:
                 run.add(not_run(L, q, "self_fd", f"the layer has no parameter {k!r}",
