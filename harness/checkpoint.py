@@ -14,9 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
+from reference.atomic import atomic_write
 from reference.params import Params, load_params, save_params
 from reference.spec import NetSpec
 
@@ -36,16 +36,7 @@ def sha256_file(path: Path) -> str:
 
 
 def _write_json_atomic(path: Path, obj: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(obj, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: json.dump(obj, fh, indent=1, sort_keys=True))
 
 
 def save_checkpoint(folder: str | os.PathLike, params: Params, pass_index: int,

@@ -2,8 +2,9 @@
 
 Scheme: g_k = (E(theta + h e_k) - E(theta - h e_k)) / (2 h) with h from
 harness.tolerance.fd_step (3e-5 * max(1, |theta_k|), measured there), one entry perturbed
-and restored at a time, in float64. The step actually taken is (theta + h) - theta, so that the rounding of
-theta + h does not bias the quotient. Truncation error is O(h^2), rounding error O(eps/h).
+and restored at a time, in float64. The step actually taken is (theta + h) - theta, so that
+the rounding of theta + h does not bias the quotient. Truncation error is O(h^2), rounding
+error O(eps/h).
 
 Two uses:
 - `reference_fd`: dE/dtheta for all 9,760 parameters and dE/dx for every layer's input, of

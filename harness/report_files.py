@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from harness.report_model import Report
 from harness.report_text import cell, grid, summary_line, verdict_line
 from harness.tolerance import policy_table
+from reference.atomic import atomic_write
 
 
 class ReportWriteError(OSError):
@@ -24,25 +24,9 @@ def write_atomic(path: str | os.PathLike, text: str) -> Path:
                 raise ReportWriteError(f"{path}: {parent} is a file, not a folder")
             break
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        atomic_write(path, lambda fh: fh.write(text))
     except OSError as e:
         raise ReportWriteError(f"{path}: cannot write here ({e.strerror or e})") from None
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # as a plain open() would, not mkstemp's 0600
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise ReportWriteError(f"{path}: write failed ({e.strerror or e})") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)  # interrupted: leave no partial file behind
-        raise
     return path
 
 

@@ -35,9 +35,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from harness.compare import FAIL, compare
+from harness.compare import FAIL
 from harness.faults import CATALOG, CONTROLS, Fault, build_fault
-from harness.tolerance import tolerance_for
 
 KINDS = ("digit", "saturated", "digit", "all_minus1", "digit", "large_weights", "digit",
          "at_target")

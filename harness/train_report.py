@@ -350,8 +350,7 @@ def write_summary(out: Path) -> Path:
     from harness import figures
 
     runs, seeds = _load(out / "runs.json") or {}, _load(out / "seeds.json")
-    lock, bench, sw = _load(out / "lockstep.json"), _load(out / "bench.json"), \
-        _load(out / "sweep.json")
+    lock, bench = _load(out / "lockstep.json"), _load(out / "bench.json")
     L = ["# Training on the USPS digits: the paper's table, reproduced or not", "",
          "Regenerate everything here (tens of minutes on 2 cores):", "",
          "    python -m harness.train_cli --regenerate-reports", "",

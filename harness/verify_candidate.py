@@ -30,7 +30,7 @@ from harness.finite_diff import central_diff, sample_entries
 from harness.guard import CallFailed, call
 from harness.tolerance import fd_step, tolerance_for
 from reference.numpy_net import NumpyNet
-from reference.params import LAYERS, Params, init_params
+from reference.params import Params, init_params
 from reference.spec import NetSpec
 
 GRAD_NAMES = (("weight_grad", "w"), ("bias_grad", "b"))

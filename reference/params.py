@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
 
+from reference.atomic import atomic_write
 from reference.spec import PAPER_CONNECTIONS, PAPER_COUNTS, PAPER_TOTAL, PAPER_UNITS, NetSpec
 
 LAYERS = ("H1", "H2", "H3", "out")
@@ -143,20 +143,8 @@ def init_params(spec: NetSpec, seed: int = 0) -> Params:
 
 
 def save_params(params: Params, path: str | os.PathLike) -> Path:
-    """Write an .npz atomically (temporary file, then rename). No pickled objects."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **params.arrays())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write an .npz atomically (reference/atomic.py). No pickled objects."""
+    return atomic_write(path, lambda fh: np.savez(fh, **params.arrays()), binary=True)
 
 
 def load_params(path: str | os.PathLike, spec: NetSpec) -> Params:

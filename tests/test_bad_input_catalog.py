@@ -11,7 +11,6 @@ user-level view, one row per mistake.
 from __future__ import annotations
 
 import gzip
-import io
 from pathlib import Path
 
 import numpy as np

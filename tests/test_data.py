@@ -431,12 +431,6 @@ def test_real_layouts_agree(loaded):
 
 
 @pytest.mark.data
-def test_real_load_times(loaded):
-    assert loaded["text_seconds"] < 2.0, f"text layout took {loaded['text_seconds']:.2f} s"
-    assert loaded["parquet_seconds"] < 5.0, f"parquet took {loaded['parquet_seconds']:.2f} s"
-
-
-@pytest.mark.data
 def test_real_hub_path_via_stand_in(usps_dir, loaded, no_defaults, monkeypatch):
     calls = fake_hub(monkeypatch, lambda name: str(usps_dir / name))
     d = load_usps()

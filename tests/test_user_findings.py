@@ -20,7 +20,8 @@ from harness.report_files import ReportWriteError, write_atomic
 # exist) is silently ignored: verify prints "no USPS data found" and checks a synthetic batch,
 # so CI can pass without ever touching the real digits. The same folder given as --data is
 # (correctly) exit 2 with "not a readable gzip file". Expected: a bad $USPS_DATA is bad input.
-def test_finding1_corrupt_usps_data_env_is_not_silently_replaced_by_synthetic(tmp_path, monkeypatch):
+def test_finding1_corrupt_usps_data_env_is_not_silently_replaced_by_synthetic(tmp_path,
+                                                                              monkeypatch):
     bad = tmp_path / "corrupt"
     bad.mkdir()
     (bad / "zip.train.gz").write_bytes(b"garbage, not gzip\n")
