@@ -62,16 +62,17 @@ class _Layer:
     maps_to = None
     from_reference = to_reference = None
 
-    def __init__(self, name, p):
+    def __init__(self, name, p, dtype=np.float64):
         self.name, self.why_unmapped = name, WHY_UNMAPPED[name]
-        self.p = {q: np.array(v, dtype=np.float64) for q, v in p.items()}
+        self.dt = np.dtype(dtype)
+        self.p = {q: np.array(v, dtype=self.dt) for q, v in p.items()}
 
     def get_params(self):
         return {q: v.copy() for q, v in self.p.items()}
 
     def set_params(self, params):
         for q, old in self.p.items():
-            new = np.array(params[q], dtype=np.float64)
+            new = np.array(params[q], dtype=self.dt)
             if new.shape != old.shape:
                 raise ValueError(f"layer {self.name}: {q} has shape {old.shape}, got {new.shape}")
             self.p[q] = new
@@ -81,7 +82,7 @@ class H1(_Layer):
     """(N, 1, 16, 16) -> (N, 12, 8, 8); y = f(conv(x, k)), the biases unused (as the notebook)."""
 
     def _z(self, x):
-        W = _windows(_pad(np.asarray(x, dtype=np.float64)[:, 0], 2), 5, 8)  # (N, 8, 8, 5, 5)
+        W = _windows(_pad(np.asarray(x, dtype=self.dt)[:, 0], 2), 5, 8)  # (N, 8, 8, 5, 5)
         return W, np.einsum("nrcuv,iuv->nirc", W, _flip(self.p["w"]))  # (N, 12, 8, 8)
 
     def forward(self, x):
@@ -89,7 +90,7 @@ class H1(_Layer):
 
     def backward(self, x, dy):
         W, z = self._z(x)
-        g = lisht_grad(z) * dy  # (N, 12, 8, 8)
+        g = lisht_grad(z) * np.asarray(dy, dtype=self.dt)  # (N, 12, 8, 8)
         dk = _flip(np.einsum("nirc,nrcuv->iuv", g, W))
         dW = np.einsum("nirc,iuv->nrcuv", g, _flip(self.p["w"]))
         dx = _unwindow(dW, 20)[:, None, 2:18, 2:18]  # (N, 1, 16, 16)
@@ -102,7 +103,7 @@ class H2(_Layer):
     T = rolled_table()[None, :, :, None, None]  # (1, 12 H2 maps i, 12 H1 maps j, 1, 1)
 
     def _z(self, x):
-        W = _windows(_pad(np.asarray(x, dtype=np.float64), 1), 4, 4)  # (N, 12, 4, 4, 4, 4)
+        W = _windows(_pad(np.asarray(x, dtype=self.dt), 1), 4, 4)  # (N, 12, 4, 4, 4, 4)
         return W, np.einsum("njrcuv,iuv->nijrc", W, _flip(self.p["w"]))  # (N, 12, 12, 4, 4)
 
     def forward(self, x):
@@ -111,18 +112,18 @@ class H2(_Layer):
 
     def backward(self, x, dy):
         W, z = self._z(x)
-        g = self.T * lisht_grad(z) * np.asarray(dy)[:, :, None]  # (N, i, j, 4, 4)
+        g = self.T * lisht_grad(z) * np.asarray(dy, dtype=self.dt)[:, :, None]  # (N, i, j, 4, 4)
         dk = _flip(np.einsum("nijrc,njrcuv->iuv", g, W))
         dW = np.einsum("nijrc,iuv->njrcuv", g, _flip(self.p["w"]))  # (N, 12, 4, 4, 4, 4)
         dx = _unwindow(dW, 10)[:, :, 1:9, 1:9]  # (N, 12, 8, 8)
-        return dx, {"w": dk, "b": np.asarray(dy, dtype=np.float64).sum(axis=0)}
+        return dx, {"w": dk, "b": np.asarray(dy, dtype=self.dt).sum(axis=0)}
 
 
 class Dense(_Layer):
     """H3 (N, 12, 4, 4) -> (N, 30) and out (N, 30) -> (N, 10); y = f(x W^T + b^T)."""
 
     def _a(self, x):
-        xf = np.asarray(x, dtype=np.float64).reshape(len(x), -1)  # (N, fan_in), C order
+        xf = np.asarray(x, dtype=self.dt).reshape(len(x), -1)  # (N, fan_in), C order
         return xf, xf @ self.p["w"].T + self.p["b"][:, 0]  # (N, units)
 
     def forward(self, x):
@@ -130,7 +131,7 @@ class Dense(_Layer):
 
     def backward(self, x, dy):
         xf, a = self._a(x)
-        g = lisht_grad(a) * dy  # (N, units)
+        g = lisht_grad(a) * np.asarray(dy, dtype=self.dt)  # (N, units)
         dx = (g @ self.p["w"]).reshape(np.shape(x))
         return dx, {"w": g.T @ xf, "b": g.sum(axis=0)[:, None]}
 
@@ -141,15 +142,20 @@ def loss_grad(y, labels) -> np.ndarray:
     return 2.0 * (y - targets01(labels)) / y.size
 
 
-def build(seed: int = 0) -> AdaptedCandidate:
+def build(seed: int = 0, dtype=np.float64) -> AdaptedCandidate:
+    """The fixed network, computing in `dtype` (float64 as the notebook, or float32)."""
     p = init_notebook_params(seed)
     assert {n: (v["w"].shape, v["b"].shape) for n, v in p.items()} == PARAM_SHAPES
-    layers = [H1("H1", p["H1"]), H2("H2", p["H2"]), Dense("H3", p["H3"]), Dense("out", p["out"])]
+    layers = [H1("H1", p["H1"], dtype), H2("H2", p["H2"], dtype), Dense("H3", p["H3"], dtype),
+              Dense("out", p["out"], dtype)]
     choices = declared_choices(
         loss_scaling="E = mean over outputs (and patterns) of (t - y)^2; dE/dy = 2 (y - t) / "
                      "(N * 10)",
         biases="H1 12x8x8 biases kept unused as in the notebook's forward (gradient 0); H2 "
                "12x4x4 added after the activation; H3, out inside it",
     )
-    return AdaptedCandidate("notebook-fixed", notebook_spec("notebook-fixed"), layers, loss,
+    cand = AdaptedCandidate("notebook-fixed", notebook_spec("notebook-fixed"), layers, loss,
                             loss_grad, choices)
+    # the same network in another dtype (same seed; the harness copies parameters across)
+    cand.with_dtype = lambda dt: build(seed, dt)
+    return cand

@@ -57,7 +57,10 @@ def reference_candidate(spec: NetSpec | None = None, seed: int = 0, name: str | 
     spec = spec if spec is not None else paper()
     net = NumpyNet(spec, params if params is not None else init_params(spec, seed), dtype)
     layers = [ReferenceLayer(net, layer.name) for layer in net.layers]
-    return AdaptedCandidate(name or spec.name, spec, layers, net.loss.value, net.loss.grad)
+    cand = AdaptedCandidate(name or spec.name, spec, layers, net.loss.value, net.loss.grad)
+    # the same net in another dtype; the harness copies the parameters across
+    cand.with_dtype = lambda dt: reference_candidate(spec, seed, name, params, dt)
+    return cand
 
 
 def build(seed: int = 0) -> AdaptedCandidate:

@@ -44,11 +44,13 @@ MAPPED_FD_SAMPLE = 96
 class _Run:
     """State of one candidate check: the candidate, the reference, tolerances, findings."""
 
-    def __init__(self, report, cand, ref, timeout, progress):
+    def __init__(self, report, cand, ref, timeout, progress, dtype="float64"):
         self.report, self.cand, self.ref = report, cand, ref
         self.timeout, self.progress = timeout, progress or (lambda d, t: None)
-        self.t_ref = tolerance_for("reference", "float64")
-        self.t_fd = tolerance_for("self_fd", "float64")
+        self.dt = np.dtype(dtype)
+        self.t_ref = tolerance_for("reference", self.dt)
+        self.t_fd = tolerance_for("self_fd", self.dt)
+        self.cand_dt = cand  # the build whose analytic results are checked (float32 mode)
         self.dead = None  # set when a call hung: nothing more is called
 
     def call(self, fn, *args, where):
@@ -108,10 +110,15 @@ def _own_fd(run, layer, x, dy, params, limit=None):
 
 
 def run_candidate_checks(report, cand_ref, preset_spec: NetSpec, params: Params | None,
-                         x, y, timeout=120.0, progress=None, seed=0) -> None:
+                         x, y, timeout=120.0, progress=None, seed=0,
+                         dtype="float64") -> None:
     """Fill `report` with the candidate's checks and sections (never raises for bad
     candidates; a load failure is a failed `load` check). `cand_ref` is a name or path for
-    candidates.loader, or a candidate object."""
+    candidates.loader, or a candidate object.
+
+    dtype "float32": the candidate's `with_dtype(np.float32)` build, holding the same
+    parameters, gives the analytic results; finite differences come from the float64 build;
+    the float32 tolerances apply; the chain checks run in float64 only (NOT RUN here)."""
     from candidates.loader import CandidateLoadError, load_candidate
     from harness.conformance import conformance_rows, conformance_table, to_markdown
 
@@ -136,7 +143,7 @@ def run_candidate_checks(report, cand_ref, preset_spec: NetSpec, params: Params 
         shared = params if params is not None else init_params(spec, seed)
     report.preset = spec.name
     ref = NumpyNet(spec, shared)
-    run = _Run(report, cand, ref, timeout, progress)
+    run = _Run(report, cand, ref, timeout, progress, dtype)
     before = shared.checksum()
 
     layers = list(cand.layers)
@@ -157,11 +164,21 @@ def run_candidate_checks(report, cand_ref, preset_spec: NetSpec, params: Params 
         except (AttributeError, KeyError, ValueError) as e:
             unmapped[layer.name] = f"could not set parameters from the reference's ({e})"
 
+    layers_dt = None
+    if run.dt != np.float64:
+        layers_dt = _other_dtype_build(run, cand, layers)
+        if layers_dt is None:
+            return
     x = np.asarray(x, dtype=np.float64)
     for n in range(len(x)):
-        _isolated(run, layers, x[n:n + 1], np.asarray(y)[n:n + 1], unmapped)
-        _chain(run, layers, x[n:n + 1], np.asarray(y)[n:n + 1], unmapped, seed + n)
+        _isolated(run, layers, x[n:n + 1], np.asarray(y)[n:n + 1], unmapped, layers_dt)
+        if layers_dt is None:
+            _chain(run, layers, x[n:n + 1], np.asarray(y)[n:n + 1], unmapped, seed + n)
         run.progress(n + 1, len(x))
+    if layers_dt is not None:
+        run.add(not_run("all", "chain", "self_fd", f"end-to-end checks run in float64 only; "
+                        f"the {run.dt.name} run checks every layer in isolation",
+                        subject="candidate", mode="chain"))
     _merge_patterns(report)
 
     for name, (arrays, digest) in given.items():
@@ -187,7 +204,27 @@ def run_candidate_checks(report, cand_ref, preset_spec: NetSpec, params: Params 
     report.sections["console_sections"].append(conformance_table(rows))
 
 
-def _isolated(run, layers, x, labels, unmapped):
+def _other_dtype_build(run, cand, layers):
+    """The candidate's build in run.dt with the float64 build's parameters, or None (and a
+    NOT RUN check) when it offers none."""
+    make = getattr(cand, "with_dtype", None)
+    if not callable(make):
+        run.add(not_run("all", "runs", "protocol", f"the candidate has no with_dtype(); a "
+                        f"{run.dt.name} check needs a build of it in that dtype",
+                        subject="candidate"))
+        return None
+    try:
+        other = run.call(make, run.dt.type, where="with_dtype")
+        for a, b in zip(layers, other.layers, strict=True):
+            run.call(b.set_params, _params_of(run, a), where=f"{b.name}.set_params")
+    except (CallFailed, ValueError) as e:
+        run.add(Check("all", "runs", "protocol", FAIL, "candidate", reason=str(e)))
+        return None
+    run.cand_dt = other
+    return list(other.layers)
+
+
+def _isolated(run, layers, x, labels, unmapped, layers_dt=None):
     ref = run.ref
     h, ins, outs = x, [], []
     for rl in ref.layers:
@@ -210,12 +247,14 @@ def _isolated(run, layers, x, labels, unmapped):
                             subject="candidate", mode="isolated"))
             continue
         xi, dyi = ins[i], dys[i]
+        tested = layer if layers_dt is None else layers_dt[i]  # analytic results from here
+        xt, dyt = xi.astype(run.dt), dyi.astype(run.dt)
         try:
             params = _params_of(run, layer)
-            before = _checksum(params)
-            yv = run.call(layer.forward, xi.copy(), where=f"{L}.forward")
-            dx, g = run.call(layer.backward, xi.copy(), dyi.copy(), where=f"{L}.backward")
-            after = _checksum(_params_of(run, layer))
+            before = _checksum(_params_of(run, tested))
+            yv = run.call(tested.forward, xt.copy(), where=f"{L}.forward")
+            dx, g = run.call(tested.backward, xt.copy(), dyt.copy(), where=f"{L}.backward")
+            after = _checksum(_params_of(run, tested))
         except CallFailed as e:
             run.add(Check(L, "runs", "protocol", FAIL, "candidate", mode="isolated",
                           reason=str(e)))
@@ -245,7 +284,8 @@ def _isolated(run, layers, x, labels, unmapped):
                 run.add(compare(dx, rdx, run.t_ref, L, "input_grad", "reference",
                                 subject="candidate", mode="isolated", group_axis=1))
         try:
-            fd = _own_fd(run, layer, xi, dyi, params,
+            # at the inputs the tested build saw, so that only its arithmetic differs
+            fd = _own_fd(run, layer, xt.astype(np.float64), dyt.astype(np.float64), params,
                          limit=MAPPED_FD_SAMPLE if mapped else None)
         except CallFailed as e:
             run.add(Check(L, "runs", "protocol", FAIL, "candidate", mode="isolated",
@@ -291,16 +331,18 @@ def _compare_sampled(obtained, fd, tol, layer, quantity, group_axis=0):
 
 def _loss_checks(run, y_out, labels):
     cand = run.cand
+    yt = y_out.astype(run.dt)
     try:
-        g = run.call(cand.loss_grad, y_out.copy(), labels, where="loss_grad")
-        yp = y_out.copy()
+        g = run.call(run.cand_dt.loss_grad, yt.copy(), labels, where="loss_grad")
+        yp = yt.astype(np.float64)
         fd = central_diff(lambda: float(run.call(cand.loss, yp, labels, where="loss")), yp)
     except CallFailed as e:
         run.add(Check("loss", "runs", "protocol", FAIL, "candidate", mode="isolated",
                       reason=str(e)))
         return
+    # the loss gradient if every output were off by 1: the scale of rounding near the target
     run.add(compare(g, fd, run.t_fd, "loss", "loss_grad", "self_fd", subject="candidate",
-                    mode="isolated"))
+                    mode="isolated", signal_scale=2.0 / max(yt.size, 1)))
 
 
 def _chain(run, layers, x, labels, unmapped, seed):

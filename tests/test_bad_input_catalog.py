@@ -83,8 +83,9 @@ CASES = [
     ("params: wrong shape", lambda t: ["--params", str(_npz_wrong_shape(t))], 2,
      ["w.npz", "H2.w"]),
     ("args: --samples 0", lambda t: ["--samples", "0"], 2, ["--samples"]),
-    ("args: float32 with a candidate",
-     lambda t: ["--candidate", "karpathy", "--dtype", "float32"], 2, ["float32"]),
+    ("args: float32 with a candidate that has no float32 build",
+     lambda t: ["--candidate", f"{FIX}/good_reference.py:candidate", "--dtype", "float32"],
+     1, ["with_dtype", "NOT RUN"]),
     ("report: --json under a file",
      lambda t: ["--json", str(_file(t / "f") / "o.json"), "--markdown", str(t / "ok.md")],
      2, ["not a folder"]),
@@ -163,3 +164,56 @@ def _nothing(*a, **k):
 
 def test_catalog_has_at_least_20_cases():
     assert len(CASES) >= 20
+
+
+def test_disk_full_while_writing_a_report(tmp_path, capsys, monkeypatch, no_data):
+    """ENOSPC during the JSON report: exit 2 naming the file, the console report and the
+    other report are complete, the earlier result survives, no temporary file is left."""
+    import errno
+
+    import reference.atomic as atomic
+
+    real_fsync = atomic.os.fsync
+    target = tmp_path / "full.json"
+    keep = tmp_path / "earlier.json"
+    keep.write_text(SENTINEL)
+
+    def fsync(fd):
+        import os
+
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(tmp_path / ".full.json.")):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(atomic.os, "fsync", fsync)
+    rc = main(["--samples", "1", "--json", str(target), "--markdown", str(tmp_path / "r.md"),
+               "--no-progress"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert rc == 2
+    assert "full.json" in out and "No space left" in out and "PASS:" in out
+    assert (tmp_path / "r.md").exists() and not target.exists()
+    assert keep.read_text() == SENTINEL
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.data
+def test_corrupt_checkpoint_on_resume_is_named(usps_dir, tmp_path, capsys):
+    """`verify train --resume` on a damaged checkpoint: exit 2 naming the file; the pass
+    that was finished before is still on disk, untouched."""
+    run = tmp_path / "run"
+    base = ["train", "--data", str(usps_dir), "--train-limit", "40", "--optimizer", "sgd",
+            "--out", str(run), "--no-progress"]
+    assert main(base + ["--passes", "1"]) == 0
+    pfile = run / "checkpoint" / "params-0001.npz"
+    raw = bytearray(pfile.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    pfile.write_bytes(bytes(raw))
+    state = (run / "checkpoint").glob("*.json")
+    before = {p.name: p.read_bytes() for p in state}
+    capsys.readouterr()
+    assert main(base + ["--passes", "2", "--resume"]) == 2
+    cap = capsys.readouterr()
+    msg = " ".join((cap.out + cap.err).split())
+    assert "params-0001.npz" in msg and "Traceback" not in msg
+    assert pfile.read_bytes() == bytes(raw), "the damaged checkpoint must be left for study"
+    assert {p.name: p.read_bytes() for p in (run / "checkpoint").glob("*.json")} == before
