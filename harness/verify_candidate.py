@@ -161,6 +161,7 @@ def run_candidate_checks(report, cand_ref, preset_spec: NetSpec, params: Params 
             run.call(layer.set_params, mine, where=f"{layer.name}.set_params")
         except CallFailed as e:
             run.add(Check(layer.name, "runs", "protocol", FAIL, "candidate", reason=str(e)))
+            unmapped[layer.name] = "its parameters could not be set from the reference's"
         except (AttributeError, KeyError, ValueError) as e:
             unmapped[layer.name] = f"could not set parameters from the reference's ({e})"
 
