@@ -134,11 +134,13 @@ def run_candidate_checks(report, cand_ref, preset_spec: NetSpec, params: Params 
     try:
         # explicit parameters (--params) win; otherwise a seeded set from the declared spec
         shared = params if params is not None else init_params(spec, seed)
-    except ValueError as e:
+    except ValueError:
         # its structure is not the paper's (e.g. 4x4 kernels): the paper's reference still
         # provides each layer's input and upstream gradient
-        report.notes.append(f"the candidate's declared spec cannot build the reference ({e}); "
-                            f"the reference uses the {preset_spec.name!r} preset")
+        report.notes.append(f"the candidate's declared structure is not the paper's (so its "
+                            f"layers are checked against their own forward); the reference "
+                            f"that feeds them inputs and upstream gradients uses the "
+                            f"{preset_spec.name!r} preset")
         spec = preset_spec
         shared = params if params is not None else init_params(spec, seed)
     report.preset = spec.name

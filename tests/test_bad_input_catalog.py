@@ -217,3 +217,27 @@ def test_corrupt_checkpoint_on_resume_is_named(usps_dir, tmp_path, capsys):
     assert "params-0001.npz" in msg and "Traceback" not in msg
     assert pfile.read_bytes() == bytes(raw), "the damaged checkpoint must be left for study"
     assert {p.name: p.read_bytes() for p in (run / "checkpoint").glob("*.json")} == before
+
+
+def test_read_only_reports_folder(tmp_path, capsys, monkeypatch, no_data):
+    """EACCES creating the JSON report (a read-only folder; chmod cannot show it to root):
+    exit 2 naming the path, the console report and the other report are complete."""
+    import errno
+
+    import reference.atomic as atomic
+
+    real = atomic.tempfile.mkstemp
+    locked = tmp_path / "locked"
+    locked.mkdir()
+
+    def mkstemp(*a, dir=None, **k):
+        if dir is not None and str(dir).startswith(str(locked)):
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real(*a, dir=dir, **k)
+
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", mkstemp)
+    rc = main(["--samples", "1", "--json", str(locked / "o.json"), "--markdown",
+               str(tmp_path / "r.md"), "--no-progress"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert rc == 2 and "o.json" in out and "Permission denied" in out and "PASS:" in out
+    assert (tmp_path / "r.md").exists() and not list(locked.iterdir())
