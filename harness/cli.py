@@ -227,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     # a report read in a CI log or a file is wider than a default 80-column pipe
-    console = Console() if sys.stdout.isatty() else Console(width=120)
+    width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else 120
+    console = Console() if sys.stdout.isatty() else Console(width=width)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

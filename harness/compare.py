@@ -40,6 +40,7 @@ class Check:
     needed_atol: float = float("nan")
     failing_groups: list = field(default_factory=list)  # leading-axis indices with failures
     reason: str = ""
+    hint: str = ""  # a likely cause, when the pattern of the error shows one
 
     @property
     def ok(self) -> bool:
@@ -90,8 +91,10 @@ def compare(obtained, expected, tol: Tolerance, layer: str, quantity: str, again
     if bad.any():
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
         c.status, c.worst_index = FAIL, idx
+        c.worst_obtained, c.worst_expected = float(a[idx]), float(e_[idx])
         c.n_fail = int(bad.sum())
-        c.reason = f"{c.n_fail} NaN/Inf entries, first at {idx}"
+        c.reason = (f"{c.n_fail} NaN/Inf entries, first at {idx} (expected "
+                    f"{float(e_[idx]):.6e} there); no tolerance passes NaN or Inf")
         c.max_abs = c.max_rel = c.ratio = float("inf")
         return c
     if not np.all(np.isfinite(e_)):
@@ -123,7 +126,31 @@ def compare(obtained, expected, tol: Tolerance, layer: str, quantity: str, again
     if fail.any() and a.ndim > group_axis:
         c.failing_groups = [int(g) for g in np.unique(np.argwhere(fail)[:, group_axis])]
     c.status = FAIL if c.n_fail else PASS
+    if c.n_fail:
+        c.hint = _hint(a, e_, c.atol)
     return c
+
+
+def _hint(a: np.ndarray, e: np.ndarray, atol: float) -> str:
+    """A likely cause read off the pattern of a failure, or ''."""
+    if not np.any(np.abs(e) > atol):
+        return ("expected ~0 everywhere: this parameter never reaches the output (or the "
+                "loss), yet its gradient is not 0")
+    if not np.any(np.abs(a) > atol):
+        return "obtained ~0 everywhere: the gradient never flows here"
+    nz = np.abs(e) > 1e3 * atol
+    if nz.sum() >= 2:
+        r = a[nz] / e[nz]
+        k = float(np.median(r))
+        if np.all(np.abs(r - k) <= 1e-6 * max(abs(k), 1e-300)):
+            if abs(k + 1) < 1e-6:
+                return "sign flipped everywhere"
+            return f"off by one constant factor everywhere: x{k:.6g}"
+    if a.ndim >= 2 and a.shape[-1] == a.shape[-2]:
+        flipped = a[..., ::-1, ::-1]
+        if np.allclose(flipped, e, rtol=1e-6, atol=atol):
+            return "equals the expected kernel rotated by 180 degrees: a missing or extra flip"
+    return ""
 
 
 def worst_rows(obtained, expected, tol: Tolerance, limit: int = 10):

@@ -50,8 +50,9 @@ def describe(c) -> str:
         maps = f", kernels/maps {', '.join(map(str, c.failing_groups))}"
     if c.n == 0:
         return f"{c.layer} {c.quantity} vs {c.against}: {c.reason}"
+    hint = f"; likely cause: {c.hint}" if c.hint else ""
     return (f"{c.layer} {c.quantity} vs {c.against}: max rel {fmt(c.max_rel)}, max abs "
-            f"{fmt(c.max_abs)}, {c.n_fail}/{c.n} entries out of tolerance{where}{maps}")
+            f"{fmt(c.max_abs)}, {c.n_fail}/{c.n} entries out of tolerance{where}{maps}{hint}")
 
 
 def summarize(report) -> dict:
@@ -61,7 +62,8 @@ def summarize(report) -> dict:
         "origins": [{"layer": c.layer, "quantity": c.quantity, "against": c.against,
                      "max_rel": c.max_rel, "max_abs": c.max_abs,
                      "worst_index": list(c.worst_index) if c.worst_index else None,
-                     "failing_groups": c.failing_groups, "reason": c.reason} for c in o],
+                     "failing_groups": c.failing_groups, "reason": c.reason,
+                     "hint": c.hint} for c in o],
         "first_origin_forward": f"{o[0].layer} {o[0].quantity}" if o else None,
         "first_origin_backward": f"{back[0].layer} {back[0].quantity}" if o else None,
         "spread": [f"{layer} {q}" for layer, q in spread(report)],
@@ -73,8 +75,9 @@ def origin_sections(report, layer_names, unmapped) -> list[tuple[str, str]]:
     s = summarize(report)
     report.sections["localization"] = s
     o = origins(report)
-    lines = [f"- first origin in forward order: **{s['first_origin_forward']}**",
-             f"- first origin in backward order: **{s['first_origin_backward']}**", ""]
+    lines = [f"- first origin in forward order: **{s['first_origin_forward'] or 'none'}**",
+             f"- first origin in backward order: **{s['first_origin_backward'] or 'none'}**",
+             ""]
     lines += [f"- {describe(c)}" for c in o] or ["- none: every isolated check passed"]
     console = []
     if o:

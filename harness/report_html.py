@@ -267,8 +267,10 @@ def _training_figures(t: dict) -> str:
 
 
 def _localization(loc: dict) -> str:
-    out = [f"<p>first origin in forward order: <b>{escape(str(loc.get('first_origin_forward')))}"
-           f"</b>; in backward order: <b>{escape(str(loc.get('first_origin_backward')))}</b></p>"]
+    fwd = loc.get("first_origin_forward") or "none"
+    back = loc.get("first_origin_backward") or "none"
+    out = [f"<p>first origin in forward order: <b>{escape(str(fwd))}</b>; in backward order: "
+           f"<b>{escape(str(back))}</b></p>"]
     origins = loc.get("origins") or []
     if origins:
         out.append(_table(

@@ -66,6 +66,12 @@ def to_junit(report: Report, extra_cases: Iterable[ExtraCase] = (),
         n += 1
         failures += c.status == FAIL
         skipped += c.status == NOT_RUN
+    if report.verdict == FAIL and not failures:
+        # every check was NOT RUN: nothing was verified, which is never a pass
+        _case(suite, "verify.all", "nothing verified", FAIL,
+              ["no check could run; see the skipped cases for why"])
+        n += 1
+        failures += 1
     for name, ok, message in extra_cases:
         status = NOT_RUN if ok is None else ("pass" if ok else FAIL)
         lines = str(message).splitlines() if message else []

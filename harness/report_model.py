@@ -37,7 +37,8 @@ class Report:
 
     @property
     def verdict(self) -> str:
-        return FAIL if self.failed else PASS
+        """FAIL when a check failed or when none passed (NOT RUN is never a pass)."""
+        return FAIL if self.failed or not any(c.ok for c in self.checks) else PASS
 
     def counts(self) -> dict[str, int]:
         return {s: sum(c.status == s for c in self.checks) for s in (PASS, FAIL, NOT_RUN)}

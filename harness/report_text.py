@@ -66,7 +66,7 @@ def verdict_line(c: Check) -> list[str]:
         return [f"{head}: {c.reason}"]
     if c.quantity in SIDE_QUANTITIES:
         return [head + (f": {c.reason}" if c.reason else "")]
-    if c.reason and c.n == 0:
+    if c.reason and c.n == 0 and c.max_abs != float("inf"):
         return [f"{head}: {c.reason}"]
     used = f"uses {fmt(c.ratio)} of tolerance (atol {fmt(c.atol)}, rtol {fmt(c.rtol)})"
     lines = [f"{head}  max abs {fmt(c.max_abs)}  max rel {fmt(c.max_rel)}  {used}"]
@@ -77,8 +77,11 @@ def verdict_line(c: Check) -> list[str]:
         if c.worst_index is not None:
             lines.append(f"        worst at {tuple(c.worst_index)}: obtained "
                          f"{c.worst_obtained:.6e}, expected {c.worst_expected:.6e}")
-        lines.append(f"        would pass at rtol >= {fmt(c.needed_rtol)} (atol "
-                     f"{fmt(c.atol)}) or at atol >= {fmt(c.needed_atol)} alone")
+        if c.max_abs != float("inf"):
+            lines.append(f"        would pass at rtol >= {fmt(c.needed_rtol)} (atol "
+                         f"{fmt(c.atol)}) or at atol >= {fmt(c.needed_atol)} alone")
+        if c.hint:
+            lines.append(f"        likely cause: {c.hint}")
         if c.failing_groups:
             g = ", ".join(str(i) for i in c.failing_groups[:12])
             more = "" if len(c.failing_groups) <= 12 else f" (+{len(c.failing_groups) - 12})"
@@ -90,7 +93,8 @@ def verdict_line(c: Check) -> list[str]:
 
 def summary_line(report: Report) -> str:
     n = report.counts()
-    s = (f"{report.verdict.upper()}: {n[PASS]} passed, {n[FAIL]} failed, "
+    word = report.verdict.upper() if n[PASS] or n[FAIL] else "NOTHING VERIFIED"
+    s = (f"{word}: {n[PASS]} passed, {n[FAIL]} failed, "
          f"{n[NOT_RUN]} not run ({report.candidate}, {report.dtype}, {report.samples} "
          f"pattern{'s' if report.samples != 1 else ''} from {report.data_source})")
     if report.failed:

@@ -22,7 +22,7 @@ def add_parser(subparsers) -> None:
         "correct code",
         description="Run every injected fault (harness/faults.py) through the candidate "
         "checks, then the clean implementations over many seeds and hard inputs. Exit 0 only "
-        "if detection and localization are 100%% and no false alarm occurred.")
+        "if detection and localization are 100% and no false alarm occurred.")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON")
     p.add_argument("--markdown", metavar="PATH", help="write the results as Markdown")
     p.add_argument("--trials", type=int, default=50,

@@ -202,7 +202,7 @@ class TrainResult:
     config: TrainConfig
     records: list[dict]  # one per split per pass
     params: Params
-    pass_seconds: list[float]  # training time of each pass run in this process
+    pass_seconds: list[float]  # training time of every pass (earlier ones from a checkpoint)
     eval_seconds: list[float]  # evaluation time after each of those passes
     hessian: list[dict]  # per pass: {name: mean h_kk} (sdlm only)
 
@@ -249,7 +249,9 @@ def train(cfg: TrainConfig, data, out_dir: str | Path | None = None, resume: boo
     runner = Runner(spec, params, cfg.impl, cfg.dtype)
     x, y = splits.train_x, splits.train_y
     total, done = cfg.passes * len(x), start * len(x)
-    pass_seconds, eval_seconds = [], []
+    # timings of passes run before an interruption come back with the checkpoint
+    pass_seconds = list(state.get("pass_seconds", [])) if start else []
+    eval_seconds = list(state.get("eval_seconds", [])) if start else []
     for k in range(start + 1, cfg.passes + 1):
         t0 = time.perf_counter()
         rate, hmean = _rates(cfg, runner, x, rng)
@@ -270,7 +272,8 @@ def train(cfg: TrainConfig, data, out_dir: str | Path | None = None, resume: boo
         if ckpt is not None:
             save_checkpoint(ckpt, runner.params(), k, {
                 "config": cfg.to_dict(), "rng": rng.bit_generator.state,
-                "records": records, "hessian": hessian})
+                "records": records, "hessian": hessian, "pass_seconds": pass_seconds,
+                "eval_seconds": eval_seconds})
         if on_pass is not None:
             on_pass(k, new)
     result = TrainResult(cfg, records, runner.params(), pass_seconds, eval_seconds,

@@ -34,38 +34,80 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None, help="folder with the USPS digits (default: "
                    "$USPS_DATA, ./data/usps, ../shared/data/usps, then the hub)")
-    p.add_argument("--preset", choices=["paper", "karpathy"], default="paper")
+    p.add_argument("--preset", choices=["paper", "karpathy"], default=None,
+                   help="default: paper (with --resume: the checkpoint's)")
     p.add_argument("--optimizer", choices=["sgd", "sdlm"], default=None,
                    help="default: sdlm for the paper preset, sgd for karpathy")
     p.add_argument("--lr", type=float, default=None, help="SGD rate (default: from the sweep)")
     p.add_argument("--eta", type=float, default=None, help="SDLM eta (default: the sweep's)")
     p.add_argument("--mu", type=float, default=None, help="SDLM mu (default: the sweep's)")
-    p.add_argument("--passes", type=int, default=23)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--passes", type=int, default=None,
+                   help="default 23 (with --resume: the checkpoint's; more extends the run)")
+    p.add_argument("--seed", type=int, default=None, help="default 0")
     p.add_argument("--seeds", type=int, default=1, help="run N seeds (seed, seed+1, ...) in "
                    "parallel with joblib and report mean, std, min and max")
     p.add_argument("--jobs", type=int, default=2, help="joblib workers for --seeds")
     p.add_argument("--train-limit", type=int, default=None,
                    help="train on the first N training digits only")
-    p.add_argument("--holdout", type=int, default=0,
+    p.add_argument("--holdout", type=int, default=None,
                    help="hold out the last N training digits (evaluated, never trained on)")
-    p.add_argument("--impl", choices=["numpy", "twin"], default="numpy")
-    p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    p.add_argument("--impl", choices=["numpy", "twin"], default=None, help="default: numpy")
+    p.add_argument("--dtype", choices=["float64", "float32"], default=None,
+                   help="default: float64")
     p.add_argument("--out", default=None, help="output folder (default: runs/train-PRESET-"
                    "OPTIMIZER)")
     p.add_argument("--resume", action="store_true",
-                   help="continue from the checkpoint in --out")
+                   help="continue from the checkpoint in --out, with its settings; options "
+                   "given again must agree with them, except --passes, which may extend it")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _config(args):
+def _config(args, saved: dict | None = None):
+    """The run's settings: the options given, else the checkpoint's (`saved`, on --resume),
+    else the defaults. Rates that the chosen optimizer does not use are refused."""
     from harness.train import TrainConfig
 
-    opt = args.optimizer or DEFAULT_OPTIMIZER[args.preset]
-    return TrainConfig(preset=args.preset, optimizer=opt, lr=args.lr, eta=args.eta,
-                       mu=args.mu, passes=args.passes, seed=args.seed,
-                       train_limit=args.train_limit, holdout=args.holdout, impl=args.impl,
-                       dtype=args.dtype).resolved()
+    base = saved or {}
+
+    def pick(name, default):
+        v = getattr(args, name)
+        return v if v is not None else base.get(name, default)
+
+    preset = pick("preset", "paper")
+    opt = pick("optimizer", None) or DEFAULT_OPTIMIZER[preset]
+    unused = ["--lr"] if opt == "sdlm" else ["--eta", "--mu"]
+    given = [o for o in unused if getattr(args, o[2:]) is not None]
+    if given:
+        raise ValueError(f"{' and '.join(given)} {'does' if len(given) == 1 else 'do'} not "
+                         f"apply to --optimizer {opt} (SGD takes --lr, SDLM --eta and --mu)")
+    keep = ("lr",) if opt == "sgd" else ("eta", "mu")
+    rates = {k: (getattr(args, k) if k in keep else None) for k in ("lr", "eta", "mu")}
+    rates.update({k: base[k] for k in keep if getattr(args, k) is None and k in base})
+    return TrainConfig(preset=preset, optimizer=opt, passes=pick("passes", 23),
+                       seed=pick("seed", 0), train_limit=pick("train_limit", None),
+                       holdout=pick("holdout", 0), impl=pick("impl", "numpy"),
+                       dtype=pick("dtype", "float64"),
+                       hessian_patterns=base.get("hessian_patterns", 500), **rates).resolved()
+
+
+def _saved_config(args) -> dict | None:
+    """The settings stored in --out's checkpoint (for --resume); None without --resume."""
+    import json
+
+    if not args.resume:
+        return None
+    if args.out is None:
+        raise ValueError("--resume needs --out, the folder of the run to continue")
+    from harness.checkpoint import STATE_FILE
+
+    state = Path(args.out) / "checkpoint" / STATE_FILE
+    if not state.exists():
+        raise ValueError(f"--resume: no checkpoint at {state}; nothing to continue (run "
+                         "without --resume to start a new run there)")
+    try:
+        return json.loads(state.read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{state}: not a readable checkpoint ({e})") from None
 
 
 def _progress(disabled: bool, console=None):
@@ -81,9 +123,11 @@ def _progress(disabled: bool, console=None):
 def run(args, console=None) -> int:
     """Exit code: 0 done, 2 bad input (message on stderr). `console`: harness.cli's."""
     try:
-        cfg = _config(args)
+        cfg = _config(args, _saved_config(args))
         if args.seeds < 1:
             raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
+        if args.jobs == 0 or args.jobs < -1:
+            raise ValueError(f"--jobs must be >= 1, or -1 for every core; got {args.jobs}")
         if args.seeds > 1 and args.resume:
             raise ValueError("--resume works on a single run, not with --seeds")
         from harness.data import load_usps
@@ -242,7 +286,8 @@ def main(argv=None) -> int:
     parser.add_argument("--regenerate-reports", action="store_true",
                         help="re-run every run behind reports/train/ (tens of minutes)")
     parser.add_argument("--parts", default="sweep,runs,lockstep,bench",
-                        help="with --regenerate-reports: which of sweep,runs,bench to re-run "
+                        help="with --regenerate-reports: which of sweep,runs,lockstep,bench to "
+                        "re-run "
                         "(the Markdown is always rewritten from the JSON)")
     parser.add_argument("--reports-data", default=None, help="USPS folder for the reports")
     args = parser.parse_args(argv)
