@@ -71,3 +71,39 @@ def test_corrupt_baseline_is_named(tmp_path):
     p.write_text(json.dumps({"items": {"a": "x"}}))
     with pytest.raises(ValueError, match="baseline.json"):
         gate.load_baseline(p)
+
+
+@pytest.mark.data
+def test_gate_command_exits_1_naming_the_item(usps_dir, monkeypatch, capsys, tmp_path):
+    """`verify gate` with a fault in the reference: exit 1, the moved item named, JUnit
+    written. The self-test and training items are stood in by their baseline values (they
+    have their own tests and run for real in .ci/run)."""
+    import xml.etree.ElementTree as ET
+
+    from harness.cli import main
+    from reference.numpy_net import DenseLayer
+
+    base = gate.load_baseline()
+
+    def at_baseline(prefix):
+        return lambda *a, **k: ([Item(n, v, "equal") for n, v in base.items()
+                                 if n.startswith(prefix)], {})
+
+    monkeypatch.setattr(gate, "selftest_items", at_baseline("selftest/"))
+    monkeypatch.setattr(gate, "training_items", at_baseline("training/"))
+    real = DenseLayer.backward
+
+    def faulty(self, dy, need_dx=True):
+        dx, g = real(self, dy, need_dx)
+        if self.name == "out":
+            g["w"] = g["w"].T.reshape(g["w"].shape)  # a transposed dense weight gradient
+        return dx, g
+
+    monkeypatch.setattr(DenseLayer, "backward", faulty)
+    junit = tmp_path / "gate.xml"
+    rc = main(["gate", "--data", str(usps_dir), "--junit", str(junit), "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "gate FAILED" in out and "reference/failed_checks" in out
+    suite = ET.parse(junit).getroot()
+    assert int(suite.get("failures")) >= 2  # the out weight_grad checks and the gate item
