@@ -75,7 +75,8 @@ class GaussNewtonDiagonal:
         N, C, S, _ = x.shape
         xe = np.empty((N, C, S * S + 1), dtype=x.dtype)
         xe[:, :, :-1] = x.reshape(N, C, S * S)
-        xe[:, :, -1] = self.spec.pad_value  # ASSUMPTION: the frame is a constant input
+        # ASSUMPTION: the frame is a constant input, so its squared value enters h_kk.
+        xe[:, :, -1] = self.spec.pad_value
         return xe[:, :, idx.fwd]  # (N, C, O*O, K*K)
 
     def _conv_back(self, name, w, x, d2a, need_dx):

@@ -158,3 +158,14 @@ def test_params_reject_nan_and_unknown_names():
     with pytest.raises(ValueError, match="H4.w"):
         Params(s, arrays)
     assert set(param_shapes(s)) == set(init_params(s, 0))
+
+
+def test_assumptions_file_is_up_to_date():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    p = subprocess.run([sys.executable, str(root / "scripts" / "list_assumptions.py"),
+                        "--check"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
