@@ -1,5 +1,5 @@
 """The full finite-difference check on one digit: central differences of the float64
-reference over all 9,760 parameters and every layer's input (harness/finite_diff.py),
+reference over all 9,760 parameters and every layer's input (harness/checks/finite_diff.py),
 median of a few runs in one process.
 
     python -m benchmarks.bench_fd [--data ../shared/data/usps] [--repeats 3]
@@ -15,8 +15,8 @@ import time
 def main(argv=None) -> int:
     import numpy as np
 
+    from harness.checks.finite_diff import reference_fd
     from harness.data import DataError, load_usps, synthetic_batch
-    from harness.finite_diff import reference_fd
     from reference.numpy_net import NumpyNet
     from reference.params import init_params
     from reference.spec import paper

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.data import load_usps  # noqa: E402
-from harness.train import TrainConfig, train  # noqa: E402
+from harness.train.loop import TrainConfig, train  # noqa: E402
 
 
 def bench(data, repeats: int = 3, preset: str = "paper") -> dict:

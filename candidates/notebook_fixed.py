@@ -27,9 +27,20 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from candidates.adapters import AdaptedCandidate
-from candidates.notebook import (PAD_VALUE, PARAM_SHAPES, STRIDE, WHY_UNMAPPED,
-                                 declared_choices, init_notebook_params, lisht, lisht_grad, loss,
-                                 notebook_spec, rolled_table, targets01)
+from candidates.notebook import (
+    PAD_VALUE,
+    PARAM_SHAPES,
+    STRIDE,
+    WHY_UNMAPPED,
+    declared_choices,
+    init_notebook_params,
+    lisht,
+    lisht_grad,
+    loss,
+    notebook_spec,
+    rolled_table,
+    targets01,
+)
 
 
 def _pad(x, p):

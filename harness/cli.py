@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds a candidate's call may take before it is reported as hung")
     add_common_report_args(p)
     sub = p.add_subparsers(dest="command")
-    for modname in ("harness.selftest_cli", "harness.train_cli", "harness.gate_cli"):
+    for modname in ("harness.selftest.cli", "harness.train.cli", "harness.gate.cli"):
         try:
             mod = __import__(modname, fromlist=["add_parser"])
         except ImportError as e:
@@ -142,7 +142,7 @@ def progress_bar(console, enabled: bool, label: str):
 
 
 def run_verify(args, console) -> int:
-    from harness.report_model import Report
+    from harness.report.model import Report
     from reference.spec import preset
 
     spec = preset(args.preset)
@@ -157,7 +157,7 @@ def run_verify(args, console) -> int:
     show = not args.no_progress and console.is_terminal
     t0 = time.perf_counter()
     if args.candidate == "reference":
-        from harness.verify_reference import run_reference_checks
+        from harness.checks.verify_reference import run_reference_checks
 
         ctx, update = progress_bar(console, show, "finite differences")
         with ctx:
@@ -165,7 +165,7 @@ def run_verify(args, console) -> int:
                                                  progress=update)
         _add_sdlm_checks(report, spec, params, x, y)
     else:
-        from harness.verify_candidate import run_candidate_checks
+        from harness.checks.verify_candidate import run_candidate_checks
 
         ctx, update = progress_bar(console, show, f"checking {args.candidate}")
         with ctx:
@@ -184,7 +184,7 @@ def run_verify(args, console) -> int:
 
 def _add_sdlm_checks(report, spec, params, x, y) -> None:
     try:
-        from harness.sdlm_checks import sdlm_checks
+        from harness.checks.sdlm import sdlm_checks
     except ImportError:
         return
     report.checks += sdlm_checks(spec, params, x, y)
@@ -193,18 +193,19 @@ def _add_sdlm_checks(report, spec, params, x, y) -> None:
 def emit(report, args, console) -> None:
     """Render to the console and write every requested file; a file that cannot be written
     is named and the rest are still written."""
-    from harness import report_console, report_files
+    from harness.report import console as report_console
+    from harness.report import files as report_files
 
     report_console.render(report, console, verbose=args.verbose)
     writers = [(args.json, report_files.to_json), (args.markdown, report_files.to_markdown)]
     try:
-        from harness import report_html
+        from harness.report import html as report_html
 
         writers.append((getattr(args, "html", None), report_html.to_html))
     except ImportError:
         pass
     try:
-        from harness import report_junit
+        from harness.report import junit as report_junit
 
         writers.append((getattr(args, "junit", None), report_junit.to_junit))
     except ImportError:

@@ -5,8 +5,8 @@
         assert_verified(report)                                  # fails with verdict lines
 
 `verify_candidate(candidate, samples=1, *, preset="paper", seed=0, data=None, timeout=...)`
-runs harness.verify_candidate.run_candidate_checks and returns the Report. `candidate` is
-anything harness.verify_candidate accepts: a built-in name ("reference", ...), a
+runs harness.checks.verify_candidate.run_candidate_checks and returns the Report. `candidate` is
+anything harness.checks.verify_candidate accepts: a built-in name ("reference", ...), a
 "path/file.py:attr" or "module:attr" reference (this imports and runs that code), or an
 object that follows candidates/protocol.py.
 
@@ -20,9 +20,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.compare import PASS
-from harness.report_model import Report
-from harness.report_text import summary_line, verdict_line
+from harness.checks.compare import PASS
+from harness.report.model import Report
+from harness.report.text import summary_line, verdict_line
 
 
 def pytest_addoption(parser):
@@ -60,7 +60,7 @@ def run_verify(candidate, samples: int = 1, *, preset: str = "paper", seed: int 
                data: str | None = None, timeout: float = 120.0) -> Report:
     """Check `candidate` as `verify --candidate` does; return the Report (never raises for a
     faulty candidate: its faults are failed checks)."""
-    from harness.verify_candidate import run_candidate_checks
+    from harness.checks.verify_candidate import run_candidate_checks
     from reference.spec import preset as make_spec
 
     spec = make_spec(preset)

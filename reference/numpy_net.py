@@ -270,7 +270,7 @@ class DenseLayer:
 
 
 # the layer methods that take sgd_step's buffers (t_out, out, fprime); subclasses that
-# override them (harness/faults.py) get the plain path
+# override them (harness/selftest/faults.py) get the plain path
 _STOCK = {(ConvLayer.forward, ConvLayer.backward), (DenseLayer.forward, DenseLayer.backward)}
 
 
@@ -395,7 +395,8 @@ class NumpyNet:
     def _fast_ok(self) -> bool:
         """True while `p` and the gradient slots are still views of the two flat buffers
         (an entry of `p` may have been rebound, or the net deep-copied) and every layer
-        is a stock one that takes sgd_step's buffers (harness/faults.py swaps in others)."""
+        is a stock one that takes sgd_step's buffers (harness/selftest/faults.py swaps in
+        others)."""
         flat, gflat, p = self._flat, self._gflat, self.p
         for k, v, g in self._slots:
             if p.get(k) is not v or v.base is not flat or g.base is not gflat:

@@ -236,7 +236,7 @@ def paper(h2_table: np.ndarray | None = None) -> NetSpec:
             "input in the paper's counts",
             "learning_rate": "ASSUMPTION: the paper uses a diagonal Newton method and gives no "
             "rate; 0.03 for plain SGD was chosen by the sweep on held-out training digits "
-            "(reports/train/sweep.md); SDLM's eta and mu live in harness/train.py",
+            "(reports/train/sweep.md); SDLM's eta and mu live in harness/train/loop.py",
         }
     )
     kw = {"sources": sources, "name": "paper"}

@@ -17,8 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from candidates.adapters import (FunctionalNet, InPlaceUpdateLayer, Layout, TorchModuleLayer,
-                                 layouts_for, torch_module_candidate)
+from candidates.adapters import (
+    FunctionalNet,
+    InPlaceUpdateLayer,
+    Layout,
+    TorchModuleLayer,
+    layouts_for,
+    torch_module_candidate,
+)
 from candidates.loader import CandidateLoadError, MissingExtraError, load_candidate
 from candidates.notebook_fixed import build as build_fixed
 from candidates.protocol import Candidate, CandidateLayer

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from harness import gate
-from harness.gate import Item
+from harness.gate import items as gate
+from harness.gate.items import Item
 
 
 @pytest.mark.parametrize("rule,base,value,ok", [

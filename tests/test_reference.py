@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.finite_diff import central_diff
+from harness.checks.finite_diff import central_diff
 from reference.numpy_net import NumpyNet
 from reference.params import Params, init_params, load_params, param_shapes, save_params
 from reference.spec import BLOCK_TABLE, NetSpec, karpathy, paper

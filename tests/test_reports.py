@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.compare import FAIL, NOT_RUN, PASS, compare, not_run
-from harness.report_html import to_html
-from harness.report_junit import case_name, to_junit
-from harness.report_model import Report
-from harness.report_text import verdict_line
-from harness.tolerance import tolerance_for
+from harness.checks.compare import FAIL, NOT_RUN, PASS, compare, not_run
+from harness.checks.tolerance import tolerance_for
+from harness.report.html import to_html
+from harness.report.junit import case_name, to_junit
+from harness.report.model import Report
+from harness.report.text import verdict_line
 
 ROOT = Path(__file__).parents[1]
 IMG = re.compile(r'<img [^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -30,8 +30,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture(scope="module")
 def ref_report() -> Report:
     """A real run: the reference against its twin and finite differences, 1 pattern."""
+    from harness.checks.verify_reference import run_reference_checks
     from harness.data import synthetic_batch
-    from harness.verify_reference import run_reference_checks
     from reference.params import init_params
     from reference.spec import preset
 
@@ -249,10 +249,10 @@ def test_plugin_reports_a_faulty_candidate_object_and_fails_with_verdict_lines(r
 
 def test_plugin_loads_with_dash_p(tmp_path):
     (tmp_path / "test_user.py").write_text(textwrap.dedent("""
-        from harness.compare import compare
+        from harness.checks.compare import compare
         from harness.pytest_plugin import assert_verified
-        from harness.report_model import Report
-        from harness.tolerance import tolerance_for
+        from harness.report.model import Report
+        from harness.checks.tolerance import tolerance_for
 
         def test_uses_fixture(verify_candidate):
             assert callable(verify_candidate)

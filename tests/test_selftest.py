@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from harness import selftest
+from harness.checks.tolerance import Tolerance
 from harness.data import synthetic_batch
-from harness.faults import CATALOG, CONTROLS, QUANTITIES, by_name
-from harness.tolerance import Tolerance
+from harness.selftest import runner as selftest
+from harness.selftest.faults import CATALOG, CONTROLS, QUANTITIES, by_name
 from reference.spec import paper
 
 SPEC = paper()
@@ -67,7 +67,7 @@ def test_infinite_tolerance_makes_selftest_fail(monkeypatch):
     assert ok.detection_rate == 1.0 and ok.localization_rate == 1.0
 
     blind = Tolerance(rtol=np.inf, floor=np.inf, tiny=np.inf, why="broken on purpose")
-    import harness.verify_candidate as vc
+    import harness.checks.verify_candidate as vc
 
     monkeypatch.setattr(vc, "tolerance_for", lambda against, dtype: blind)
     broken = selftest.run_selftest(SPEC, trials=0, faults=faults, n_jobs=1)

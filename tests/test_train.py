@@ -15,12 +15,18 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from harness.checkpoint import CheckpointError, load_checkpoint
 from harness.data import synthetic_batch
-from harness.train import TrainConfig, format_record, lockstep, train
-from harness.train_cli import add_parser, run
-from harness.train_report import (apply_threshold, margin_threshold, rejection_table,
-                                  run_seeds, seed_summary, sweep)
+from harness.train.checkpoint import CheckpointError, load_checkpoint
+from harness.train.cli import add_parser, run
+from harness.train.loop import TrainConfig, format_record, lockstep, train
+from harness.train.report import (
+    apply_threshold,
+    margin_threshold,
+    rejection_table,
+    run_seeds,
+    seed_summary,
+    sweep,
+)
 from reference.numpy_net import NumpyNet
 from reference.params import load_params
 from reference.spec import paper
@@ -58,7 +64,7 @@ def test_records_match_an_independent_evaluation(data):
 def test_flat_rates_through_sgd_step_equal_the_per_parameter_update(data):
     """SDLM's fast path (one flat rate vector through NumpyNet.sgd_step) is bit for bit the
     plain per-parameter update p[k] -= rate[k] * g with loss_and_grads' gradients."""
-    from harness.train import Runner
+    from harness.train.loop import Runner
     from reference.params import init_params
 
     spec = paper()
@@ -183,7 +189,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     if not (usps / "zip.train.gz").exists():
         pytest.skip(f"NOT RUN: no USPS digits at {usps}")
     common = ["--data", str(usps), "--train-limit", "200", "--passes", "12", "--no-progress"]
-    cmd = [sys.executable, "-m", "harness.train_cli", "train", *common]
+    cmd = [sys.executable, "-m", "harness.train.cli", "train", *common]
     killed = tmp_path / "killed"
     proc = subprocess.Popen(cmd + ["--out", str(killed)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from harness import cli
-from harness.report_files import ReportWriteError, write_atomic
+from harness.report.files import ReportWriteError, write_atomic
 
 
 # Finding 1: $USPS_DATA naming a folder with a corrupt zip.train.gz (or a folder that does not
@@ -74,7 +74,7 @@ def test_finding3_report_file_mode_honours_umask(tmp_path):
 # `.out.json.XXXX.tmp` next to the report: write_atomic cleans up only on OSError, not on
 # KeyboardInterrupt (reference.params.save_params does handle BaseException).
 def test_finding4_interrupt_during_report_write_leaves_no_tmp(tmp_path, monkeypatch):
-    import harness.report_files as rf
+    import harness.report.files as rf
 
     def boom(fd):
         raise KeyboardInterrupt

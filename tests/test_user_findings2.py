@@ -160,10 +160,10 @@ def test_findingK_readme_notebook_report_diagnoses_are_printed(usps_dir, capsys)
     assert "never reaches the output" in out
 
 
-# Finding L: `python -m harness.train_cli --help` says --parts chooses among "sweep,runs,bench"
+# Finding L: `python -m harness.train.cli --help` says --parts chooses among "sweep,runs,bench"
 # but the default (and accepted) parts are "sweep,runs,lockstep,bench".
 def test_findingL_train_cli_parts_help_lists_lockstep(capsys):
-    from harness import train_cli
+    from harness.train import cli as train_cli
 
     with pytest.raises(SystemExit):
         train_cli.main(["--help"])

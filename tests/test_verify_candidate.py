@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness.checks.compare import FAIL
+from harness.checks.localize import origins, summarize
+from harness.checks.verify_candidate import run_candidate_checks
 from harness.cli import main
-from harness.compare import FAIL
 from harness.data import synthetic_batch
-from harness.localize import origins, summarize
-from harness.report_model import Report
-from harness.verify_candidate import run_candidate_checks
+from harness.report.model import Report
 from reference.spec import paper
 
 FIX = Path(__file__).parent / "fixtures" / "candidates"
@@ -111,8 +111,8 @@ def test_notebook_fixed_passes_every_gradient_check(usps_dir):
 
 
 def test_group_axis_names_failing_kernels():
-    from harness.compare import compare
-    from harness.tolerance import tolerance_for
+    from harness.checks.compare import compare
+    from harness.checks.tolerance import tolerance_for
 
     e = np.random.default_rng(0).standard_normal((12, 1, 5, 5))
     o = e.copy()

@@ -1,4 +1,4 @@
-"""`verify gate`: the CI regression gate (harness/gate.py says what it checks and how)."""
+"""`verify gate`: the CI regression gate (harness/gate/items.py says what it checks and how)."""
 
 from __future__ import annotations
 
@@ -30,8 +30,8 @@ def run(args, console) -> int:
     from pathlib import Path
 
     from harness import data as D
-    from harness import gate
-    from harness.report_files import ReportWriteError, write_atomic
+    from harness.gate import items as gate
+    from harness.report.files import ReportWriteError, write_atomic
 
     try:
         usps = D.load_usps(args.data)
@@ -72,13 +72,13 @@ def run(args, console) -> int:
         console.print(f"{mark:<5} {it.message}", highlight=False, markup=False)
     failed = [it for it in items if not it.ok]
     if args.junit or args.json:
-        from harness.report_model import Report
+        from harness.report.model import Report
 
         report = Report("reference", usps.source, 4, "float64", 0, "paper", checks=checks)
         extra = [(it.name, it.ok, it.message) for it in items]
         outputs = []
         if args.junit:
-            from harness.report_junit import to_junit
+            from harness.report.junit import to_junit
 
             outputs.append((args.junit, to_junit(report, extra_cases=extra)))
         if args.json:

@@ -3,8 +3,8 @@ check (with the smallest tolerance that would have passed), and the layer x quan
 
 from __future__ import annotations
 
-from harness.compare import FAIL, NOT_RUN, PASS, Check
-from harness.report_model import Report
+from harness.checks.compare import FAIL, NOT_RUN, PASS, Check
+from harness.report.model import Report
 
 MARK = {PASS: "PASS", FAIL: "FAIL", NOT_RUN: "NOT RUN"}
 

@@ -5,7 +5,7 @@ For each layer L in H1, H2, H3, out, and each quantity:
     weight_grad  dE/dL.w:  twin vs reference, reference vs FD, twin vs FD
     bias_grad    dE/dL.b:  the same three
     input_grad   dE/d(input of L): the same three
-FD is always the float64 reference's own forward (harness/finite_diff.py). Both nets are
+FD is always the float64 reference's own forward (harness/checks/finite_diff.py). Both nets are
 built from one Params by value; that the Params was left unchanged is a check too.
 """
 
@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from harness.compare import FAIL, PASS, Check, compare
-from harness.finite_diff import fd_entry_count, reference_fd
-from harness.tolerance import tolerance_for
+from harness.checks.compare import FAIL, PASS, Check, compare
+from harness.checks.finite_diff import fd_entry_count, reference_fd
+from harness.checks.tolerance import tolerance_for
 from reference.numpy_net import NumpyNet
 from reference.params import LAYERS, Params
 
@@ -35,7 +35,7 @@ def layer_activations(layers, x) -> dict[str, np.ndarray]:
 def unit_signal_scales(net64, x) -> dict[str, float]:
     """Max |gradient| of every tensor when every output is off its target by 1 (the loss
     derivative 2 / (N * 10) everywhere), from the float64 reference: the scale that the
-    rounding of y - t is multiplied by on its way back (see harness/tolerance.py)."""
+    rounding of y - t is multiplied by on its way back (see harness/checks/tolerance.py)."""
     y = net64.forward(np.asarray(x, dtype=np.float64))
     grads, dxs = net64.backward(np.full_like(y, 2.0 / y.size), need_input_grad=True)
     out = {k: float(np.max(np.abs(v))) for k, v in grads.items()}

@@ -5,8 +5,8 @@ patterns as the gradient checks. Both are float64; the twin tolerance applies.""
 
 from __future__ import annotations
 
-from harness.compare import Check, compare
-from harness.tolerance import tolerance_for
+from harness.checks.compare import Check, compare
+from harness.checks.tolerance import tolerance_for
 
 
 def sdlm_checks(spec, params, x, labels) -> list[Check]:

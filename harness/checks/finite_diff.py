@@ -1,7 +1,7 @@
 """Central finite differences: the ground truth that needs no second implementation.
 
 Scheme: g_k = (E(theta + h e_k) - E(theta - h e_k)) / (2 h) with h from
-harness.tolerance.fd_step (3e-5 * max(1, |theta_k|), measured there), one entry perturbed
+harness.checks.tolerance.fd_step (3e-5 * max(1, |theta_k|), measured there), one entry perturbed
 and restored at a time, in float64. The step actually taken is (theta + h) - theta, so that
 the rounding of theta + h does not bias the quotient. Truncation error is O(h^2), rounding
 error O(eps/h).
@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from harness.tolerance import fd_step
+from harness.checks.tolerance import fd_step
 
 
 def central_diff(fn: Callable[[], float], arr: np.ndarray,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-BASELINE = Path(__file__).resolve().parents[1] / "reports" / "gate" / "baseline.json"
+BASELINE = Path(__file__).resolve().parents[2] / "reports" / "gate" / "baseline.json"
 GATE_TRIALS = 6  # false-alarm trials inside the gate; `verify selftest` runs the full 50
 
 
@@ -60,8 +60,8 @@ class Item:
 
 
 def reference_items(data) -> tuple[list[Item], list]:
+    from harness.checks.verify_reference import run_reference_checks
     from harness.cli import pick_digits
-    from harness.verify_reference import run_reference_checks
     from reference.params import init_params
     from reference.spec import paper
 
@@ -76,7 +76,7 @@ def reference_items(data) -> tuple[list[Item], list]:
 
 
 def selftest_items(progress=None) -> tuple[list[Item], dict]:
-    from harness.selftest import run_selftest
+    from harness.selftest.runner import run_selftest
 
     res = run_selftest(trials=GATE_TRIALS, progress=progress)
     return [
@@ -89,7 +89,7 @@ def selftest_items(progress=None) -> tuple[list[Item], dict]:
 
 
 def training_items(data) -> tuple[list[Item], dict]:
-    from harness.train import TrainConfig, train
+    from harness.train.loop import TrainConfig, train
 
     cfg = TrainConfig(preset="paper", optimizer="sgd", passes=1, seed=0, train_limit=1000)
     res = train(cfg, data)

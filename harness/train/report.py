@@ -27,7 +27,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from harness.train import TrainConfig, TrainResult, train
+from harness.train.loop import TrainConfig, TrainResult, train
 
 SWEEP_GRID = {
     ("paper", "sgd"): {"lr": [0.003, 0.01, 0.03, 0.1]},
@@ -176,7 +176,7 @@ def confusion_matrix(out: np.ndarray, y: np.ndarray) -> np.ndarray:
 def analyse(result: TrainResult, data, holdout_result: TrainResult | None = None) -> dict:
     """Rejection (threshold on test, as the paper; and on held-out training digits) and the
     confusion matrix of a finished run."""
-    from harness.train import Runner
+    from harness.train.loop import Runner
     from reference.spec import preset
 
     spec = preset(result.config.preset)
@@ -259,7 +259,7 @@ def gaps(result: TrainResult) -> list[str]:
 def write_run_report(result: TrainResult, data, out_dir: str | Path,
                      analysis: dict | None = None, name: str | None = None) -> Path:
     """report.md, results.json, curves.png, rejection.png, confusion.png for one run."""
-    from harness import figures
+    from harness.train import figures
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -347,13 +347,13 @@ def _final_row(label: str, run: dict) -> tuple:
 
 def write_summary(out: Path) -> Path:
     """reports/train/README.md (and rejection.png) from the JSON files in `out`."""
-    from harness import figures
+    from harness.train import figures
 
     runs, seeds = _load(out / "runs.json") or {}, _load(out / "seeds.json")
     lock, bench = _load(out / "lockstep.json"), _load(out / "bench.json")
     L = ["# Training on the USPS digits: the paper's table, reproduced or not", "",
          "Regenerate everything here (tens of minutes on 2 cores):", "",
-         "    python -m harness.train_cli --regenerate-reports", "",
+         "    python -m harness.train.cli --regenerate-reports", "",
          "Every run: per-pattern updates over the training digits in file order, 23 passes, "
          "NumPy reference in float64, seed 0 unless stated. Rates come from the sweep on "
          "held-out training digits ([sweep.md](sweep.md)); the test set was never used to "
@@ -428,7 +428,7 @@ def write_summary(out: Path) -> Path:
               "max |ref - twin| / max |ref| over its weights and biases." + (
                   "" if lock["float64"]["train_digits"] >= 7291 else
                   " Only a subset of the digits: NOT RUN on all 7,291 (set LOCKSTEP_DIGITS "
-                  "in harness/train_cli.py)."), ""] + lockstep_lines(lock) + [
+                  "in harness/train/cli.py)."), ""] + lockstep_lines(lock) + [
               "", f"Stated bound for float64: 1e-9 over 23 passes; measured maximum "
               f"{lock['float64']['max_rel_diff']:.1e}.", "", "![lockstep](lockstep.png)", ""]
     if bench:
@@ -466,6 +466,6 @@ def write_summary(out: Path) -> Path:
           "## Seeds on a cluster", "", "`--seeds N` runs through joblib; to send the runs to a "
           "Dask or Ray cluster wrap the call in `joblib.parallel_config(backend=\"dask\")` "
           "(after `Client(...)`) or `backend=\"ray\"` (after `ray.util.joblib.register_ray()`),"
-          " see harness/train_report.py.", ""]
+          " see harness/train/report.py.", ""]
     (out / "README.md").write_text("\n".join(L))
     return out / "README.md"

@@ -6,9 +6,9 @@ import json
 import os
 from pathlib import Path
 
-from harness.report_model import Report
-from harness.report_text import cell, grid, summary_line, verdict_line
-from harness.tolerance import policy_table
+from harness.checks.tolerance import policy_table
+from harness.report.model import Report
+from harness.report.text import cell, grid, summary_line, verdict_line
 from reference.atomic import atomic_write
 
 

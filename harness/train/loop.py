@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.checkpoint import load_checkpoint, save_checkpoint
+from harness.train.checkpoint import load_checkpoint, save_checkpoint
 from reference.numpy_net import NumpyNet
 from reference.params import Params, init_params, save_params
 from reference.sdlm import GaussNewtonDiagonal, sdlm_steps

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from harness.tolerance import Tolerance
+from harness.checks.tolerance import Tolerance
 
 PASS, FAIL, NOT_RUN = "pass", "fail", "not_run"
 
@@ -67,7 +67,7 @@ def compare(obtained, expected, tol: Tolerance, layer: str, quantity: str, again
 
     `group_axis` names the axis whose indices `failing_groups` lists (the map axis: 0 for a
     kernel (maps, ...), 1 for an activation (N, maps, ...)). `signal_scale` is the tensor's
-    gradient for a unit error signal (harness/tolerance.py explains the term)."""
+    gradient for a unit error signal (harness/checks/tolerance.py explains the term)."""
     c = Check(layer, quantity, against, rtol=tol.rtol, **kw)
     if obtained is None:
         c.status, c.reason = FAIL, "returned None where an array was expected"

@@ -8,8 +8,8 @@ backward order (the loss, out .. H1), and the first of each is named.
 
 from __future__ import annotations
 
-from harness.compare import FAIL
-from harness.report_text import SIDE_QUANTITIES, fmt
+from harness.checks.compare import FAIL
+from harness.report.text import SIDE_QUANTITIES, fmt
 
 FORWARD = ("H1", "H2", "H3", "out", "loss")
 QUANT = ("activation", "weight_grad", "bias_grad", "input_grad", "loss_grad", "runs",

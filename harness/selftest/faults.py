@@ -4,7 +4,7 @@ Every fault is a `Fault(name, description, layer, quantity, cls)`: `cls` replace
 of the reference (a layer or the loss) in a NumpyNet, and `build_fault` wraps that net as a
 protocol candidate (candidates/reference_candidate.py), so the harness checks it exactly as
 it checks a user's code. `layer, quantity` is what the fault breaks first: the pair the
-harness must name as an origin (harness/selftest.py states the localization rule).
+harness must name as an origin (harness/selftest/runner.py states the localization rule).
 
 To keep each fault to a few lines, `StepConv` and `StepDense` restate the reference's
 ConvLayer and DenseLayer as small overridable steps (patches, pre-activation, activation,

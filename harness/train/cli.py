@@ -4,9 +4,9 @@
     verify train --preset karpathy --optimizer sgd --out runs/k
     verify train --out runs/p --resume                          # continue after a crash
     verify train --seeds 5                                      # 5 seeds in parallel (joblib)
-    python -m harness.train_cli --regenerate-reports            # everything in reports/train/
+    python -m harness.train.cli --regenerate-reports            # everything in reports/train/
 
-Prints one fixed-format line per split per pass (harness.train.format_record) and writes
+Prints one fixed-format line per split per pass (harness.train.loop.format_record) and writes
 report.md, results.json and PNGs into --out.
 """
 
@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from harness.checkpoint import CheckpointError
+from harness.train.checkpoint import CheckpointError
 
 DEFAULT_OPTIMIZER = {"paper": "sdlm", "karpathy": "sgd"}
 
@@ -65,7 +65,7 @@ def _add_options(p: argparse.ArgumentParser) -> None:
 def _config(args, saved: dict | None = None):
     """The run's settings: the options given, else the checkpoint's (`saved`, on --resume),
     else the defaults. Rates that the chosen optimizer does not use are refused."""
-    from harness.train import TrainConfig
+    from harness.train.loop import TrainConfig
 
     base = saved or {}
 
@@ -98,7 +98,7 @@ def _saved_config(args) -> dict | None:
         return None
     if args.out is None:
         raise ValueError("--resume needs --out, the folder of the run to continue")
-    from harness.checkpoint import STATE_FILE
+    from harness.train.checkpoint import STATE_FILE
 
     state = Path(args.out) / "checkpoint" / STATE_FILE
     if not state.exists():
@@ -111,8 +111,14 @@ def _saved_config(args) -> dict | None:
 
 
 def _progress(disabled: bool, console=None):
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("steps"), TimeElapsedColumn(), TextColumn("ETA"),
@@ -139,8 +145,8 @@ def run(args, console=None) -> int:
     out = Path(args.out or f"runs/train-{cfg.preset}-{cfg.optimizer}")
     if args.seeds > 1:
         return _run_seeds(cfg, data, args, out)
-    from harness.train import format_record, train
-    from harness.train_report import write_run_report
+    from harness.train.loop import format_record, train
+    from harness.train.report import write_run_report
 
     print(f"train: {cfg.preset} preset, {cfg.optimizer}, {cfg.passes} passes, seed {cfg.seed},"
           f" {cfg.impl} ({cfg.dtype}); data {data.source}; output {out}")
@@ -166,7 +172,7 @@ def run(args, console=None) -> int:
 
 
 def _run_seeds(cfg, data, args, out: Path) -> int:
-    from harness.train_report import run_seeds, seed_summary, write_json
+    from harness.train.report import run_seeds, seed_summary, write_json
 
     seeds = range(cfg.seed, cfg.seed + args.seeds)
     print(f"train: {args.seeds} seeds {list(seeds)} with joblib (n_jobs={args.jobs})")
@@ -182,7 +188,7 @@ def _run_seeds(cfg, data, args, out: Path) -> int:
     return 0
 
 
-REPORTS = Path(__file__).resolve().parents[1] / "reports" / "train"
+REPORTS = Path(__file__).resolve().parents[2] / "reports" / "train"
 MAIN_RUNS = [("paper", "sdlm"), ("karpathy", "sgd"), ("paper", "sgd")]
 HOLDOUT_RUNS = [("paper", "sdlm"), ("karpathy", "sgd")]
 N_SEEDS = 5
@@ -191,7 +197,7 @@ LOCKSTEP_DIGITS = 7291  # the whole training set, every pass
 
 
 def _job(kind, cfg, data, extra=None):
-    from harness.train import lockstep, train
+    from harness.train.loop import lockstep, train
 
     return train(cfg, data) if kind == "run" else lockstep(cfg, data, twin_dtype=extra)
 
@@ -208,10 +214,10 @@ def regenerate(out: Path = REPORTS, parts: str = "sweep,runs,lockstep,bench", da
 
     import joblib
 
-    from harness import figures
-    from harness import train_report as rep
     from harness.data import load_usps
-    from harness.train import DEFAULT_RATES, TrainConfig
+    from harness.train import figures
+    from harness.train import report as rep
+    from harness.train.loop import DEFAULT_RATES, TrainConfig
 
     data = load_usps(data_dir)
     parts = set(parts.split(","))
@@ -269,7 +275,7 @@ def regenerate(out: Path = REPORTS, parts: str = "sweep,runs,lockstep,bench", da
         figures.lockstep_drift({f"twin {k} vs NumPy float64": v["rel_diff"]
                                 for k, v in lock.items()}, out / "lockstep.png")
     if "bench" in parts:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
         from bench_train import bench
 
         print("bench: one pass, SGD vs SDLM ...", flush=True)
@@ -280,7 +286,7 @@ def regenerate(out: Path = REPORTS, parts: str = "sweep,runs,lockstep,bench", da
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.train_cli")
+    parser = argparse.ArgumentParser(prog="python -m harness.train.cli")
     sub = parser.add_subparsers(dest="command")
     add_parser(sub)
     parser.add_argument("--regenerate-reports", action="store_true",

@@ -1,19 +1,19 @@
 """A self-contained HTML report: one file, inline CSS, figures as base64 PNG data URIs; no
 scripts, no external assets. Every piece of text from the report is escaped.
 
-It holds the verdict, the layer x quantity table (harness.report_text.grid), a chart of each
+It holds the verdict, the layer x quantity table (harness.report.text.grid), a chart of each
 check's error against its tolerance, and, when the report carries them, these optional
 sections:
 
     report.sections["h1_kernel_grad_diff"]  (12, 5, 5) or (12, 1, 5, 5) numbers: candidate
         minus reference dE/dw of the H1 kernels (isolated mode), drawn as 12 heatmaps;
-    report.sections["localization"]         dict from harness.localize.summarize;
+    report.sections["localization"]         dict from harness.checks.localize.summarize;
     report.sections["conformance"]          list of {"choice", "paper", "candidate", "same"};
     report.sections["not_compared_with_paper"]  {layer: why};
     report.sections["training"]             {"records": [{"pass", "split", "mse",
         "error_pct", ...}, ...] (harness.train.TrainResult.records),
         "rejection_curve": {"rejected_pct": [...], "error_pct": [...]} (optional,
-        as in harness.train_report.analyse), "title": str (optional)};
+        as in harness.train.report.analyse), "title": str (optional)};
     report.sections["markdown_sections"]    [(title, markdown text)], shown as text.
 
 A figure that cannot be drawn from the data given is replaced by a message saying why.
@@ -35,10 +35,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import SymLogNorm  # noqa: E402
 
-from harness.compare import FAIL, NOT_RUN, PASS, Check  # noqa: E402
-from harness.report_model import Report  # noqa: E402
-from harness.report_text import (  # noqa: E402
-    MARK, SIDE_QUANTITIES, cell, column_label, fmt, grid, summary_line, verdict_line)
+from harness.checks.compare import FAIL, NOT_RUN, PASS, Check  # noqa: E402
+from harness.report.model import Report  # noqa: E402
+from harness.report.text import (  # noqa: E402
+    MARK,
+    SIDE_QUANTITIES,
+    cell,
+    column_label,
+    fmt,
+    grid,
+    summary_line,
+    verdict_line,
+)
 
 COLOR = {PASS: "#2e7d32", FAIL: "#c62828", NOT_RUN: "#9e9e9e"}
 CSS = """
@@ -219,7 +227,7 @@ def _h1_heatmaps(value, failing: set[int], against: str = "reference") -> str:
 def _learning_curves(recs: list[dict], title: str) -> str:
     """Error % and MSE per pass for each split; the paper's final figures (after 23 passes)
     are dotted lines, so that a short run is not squeezed against pass 23."""
-    from harness.figures import COLORS, PAPER_FINAL, PAPER_PASSES
+    from harness.train.figures import COLORS, PAPER_FINAL, PAPER_PASSES
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, q, label in ((axes[0], "error_pct", "error (%)"), (axes[1], "mse", "MSE")):
@@ -243,7 +251,7 @@ def _learning_curves(recs: list[dict], title: str) -> str:
 
 
 def _training_figures(t: dict) -> str:
-    from harness import figures
+    from harness.train import figures
 
     title = _mpl(t.get("title", "training"))
     html = []

@@ -2,10 +2,10 @@
 
 Two halves, both measured, nothing assumed:
 
-Faults (harness/faults.py). Each catalog entry runs through the same code path as a user's
-candidate, `harness.verify_candidate.run_candidate_checks`, on one pattern.
+Faults (harness/selftest/faults.py). Each catalog entry runs through the same code path as a user's
+candidate, `harness.checks.verify_candidate.run_candidate_checks`, on one pattern.
     detected   some check failed
-    localized  the declared (layer, quantity) is among the origins (harness.localize: the
+    localized  the declared (layer, quantity) is among the origins (harness.checks.localize: the
                failed isolated checks) AND no origin lies in another layer. A forward fault
                legitimately breaks its own layer's gradients too (they are computed from the
                wrong activation), and a weight update inside backward also fails that layer's
@@ -13,7 +13,7 @@ candidate, `harness.verify_candidate.run_candidate_checks`, on one pattern.
     margin     the smallest ratio |error| / tolerance among the FAILED isolated checks at the
                declared (layer, quantity): how far past the tolerance the fault was caught by
                its least sensitive check (>1 caught; inf when caught by shape or NaN).
-A control (the reference restated in steps, harness/faults.py) must pass every check.
+A control (the reference restated in steps, harness/selftest/faults.py) must pass every check.
 
 False alarms. Correct implementations run on `trials` (seed, input) pairs; every failed
 check is a false alarm. Inputs cycle over real digits and hard cases: saturated units
@@ -35,8 +35,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from harness.compare import FAIL
-from harness.faults import CATALOG, CONTROLS, Fault, build_fault
+from harness.checks.compare import FAIL
+from harness.selftest.faults import CATALOG, CONTROLS, Fault, build_fault
 
 KINDS = ("digit", "saturated", "digit", "all_minus1", "digit", "large_weights", "digit",
          "at_target")
@@ -80,7 +80,7 @@ def _ratio(c) -> float:
 
 def judge(fault: Fault, report, seconds: float = 0.0) -> FaultResult:
     """Detected / localized / margin of one fault's report (rule in the module docstring)."""
-    from harness.localize import origins
+    from harness.checks.localize import origins
 
     orig = origins(report)
     pairs = {(c.layer, c.quantity) for c in orig}
@@ -101,8 +101,8 @@ def judge(fault: Fault, report, seconds: float = 0.0) -> FaultResult:
 
 
 def run_fault(fault: Fault, spec, x, y, seed=0, timeout=60.0) -> FaultResult:
-    from harness.report_model import Report
-    from harness.verify_candidate import run_candidate_checks
+    from harness.checks.verify_candidate import run_candidate_checks
+    from harness.report.model import Report
 
     t0 = time.perf_counter()
     report = Report(f"fault:{fault.name}", "selftest", len(x), "float64", seed, spec.name)
@@ -219,8 +219,8 @@ def trial_params(spec, trial: Trial, x, labels):
 
 def _ref_twin_trial(spec, params, x, labels, trial: Trial) -> dict:
     """reference and twin, float64 and float32, against one set of finite differences."""
-    from harness.finite_diff import reference_fd
-    from harness.verify_reference import run_reference_checks
+    from harness.checks.finite_diff import reference_fd
+    from harness.checks.verify_reference import run_reference_checks
     from reference.numpy_net import NumpyNet
 
     fd = reference_fd(NumpyNet(spec, params, np.float64), x, labels)
@@ -240,9 +240,9 @@ def _ref_twin_trial(spec, params, x, labels, trial: Trial) -> dict:
 
 def _candidate_trial(name, cand, spec, params, x, labels, trial, timeout,
                      dtype="float64") -> CleanStat:
-    from harness.compare import NOT_RUN
-    from harness.report_model import Report
-    from harness.verify_candidate import run_candidate_checks
+    from harness.checks.compare import NOT_RUN
+    from harness.checks.verify_candidate import run_candidate_checks
+    from harness.report.model import Report
 
     report = Report(name, trial.source, 1, dtype, trial.seed, "")
     run_candidate_checks(report, cand, spec, params, x, labels, timeout=timeout,

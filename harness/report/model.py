@@ -1,6 +1,6 @@
 """What a `verify` run found: the checks, the data used, and the verdict.
 
-Reporters (harness/report_console.py, harness/report_files.py) render this; nothing here
+Reporters (harness/report/console.py, harness/report/files.py) render this; nothing here
 prints.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.compare import FAIL, NOT_RUN, PASS, Check
+from harness.checks.compare import FAIL, NOT_RUN, PASS, Check
 
 LAYER_ORDER = ("H1", "H2", "H3", "out", "loss")
 QUANTITY_ORDER = ("activation", "weight_grad", "bias_grad", "input_grad", "loss_grad",

@@ -5,9 +5,9 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from harness.compare import FAIL, NOT_RUN, PASS
-from harness.report_model import Report
-from harness.report_text import SIDE_QUANTITIES, cell, grid, summary_line, verdict_line
+from harness.checks.compare import FAIL, NOT_RUN, PASS
+from harness.report.model import Report
+from harness.report.text import SIDE_QUANTITIES, cell, grid, summary_line, verdict_line
 
 STYLE = {PASS: "green", FAIL: "bold red", NOT_RUN: "yellow"}
 

@@ -16,7 +16,7 @@ gradients are compared with the reference's chain where every layer up to it map
 directional central differences of the candidate's own total loss along random directions
 (the fast screen of gradcheck: v^T g against (E(theta + h v) - E(theta - h v)) / 2h).
 
-Candidate code runs under harness.guard: an exception, a hang, NaN, a wrong shape or a None
+Candidate code runs under harness.checks.guard: an exception, a hang, NaN, a wrong shape or a None
 gradient becomes a finding in the report, never a crash. Candidate checks run one pattern at
 a time, as from-scratch code usually does.
 """
@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.compare import FAIL, NOT_RUN, PASS, Check, compare, not_run
-from harness.finite_diff import central_diff, sample_entries
-from harness.guard import CallFailed, call
-from harness.tolerance import fd_step, tolerance_for
+from harness.checks.compare import FAIL, NOT_RUN, PASS, Check, compare, not_run
+from harness.checks.finite_diff import central_diff, sample_entries
+from harness.checks.guard import CallFailed, call
+from harness.checks.tolerance import fd_step, tolerance_for
 from reference.numpy_net import NumpyNet
 from reference.params import Params, init_params
 from reference.spec import NetSpec
@@ -120,7 +120,7 @@ def run_candidate_checks(report, cand_ref, preset_spec: NetSpec, params: Params 
     parameters, gives the analytic results; finite differences come from the float64 build;
     the float32 tolerances apply; the chain checks run in float64 only (NOT RUN here)."""
     from candidates.loader import CandidateLoadError, load_candidate
-    from harness.conformance import conformance_rows, conformance_table, to_markdown
+    from harness.checks.conformance import conformance_rows, conformance_table, to_markdown
 
     try:
         cand = load_candidate(cand_ref, seed=seed) if isinstance(cand_ref, str) else cand_ref
@@ -193,7 +193,7 @@ def run_candidate_checks(report, cand_ref, preset_spec: NetSpec, params: Params 
     run.add(Check("all", "params_unchanged", "checksum", PASS if ok else FAIL,
                   "shared parameters",
                   reason="" if ok else "the shared parameter set changed during the run"))
-    from harness.localize import origin_sections
+    from harness.checks.localize import origin_sections
 
     rows = conformance_rows(cand)
     report.sections["conformance"] = [

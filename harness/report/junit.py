@@ -6,7 +6,7 @@ systems list them natively.
     failure    message = the first verdict line; text = every verdict line of the check
     skipped    message = why the check did not run
 
-Nothing here prints or writes; the caller writes the string (harness.report_files).
+Nothing here prints or writes; the caller writes the string (harness.report.files).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
-from harness.compare import FAIL, NOT_RUN, Check
-from harness.report_model import Report
-from harness.report_text import summary_line, verdict_line
+from harness.checks.compare import FAIL, NOT_RUN, Check
+from harness.report.model import Report
+from harness.report.text import summary_line, verdict_line
 
 # XML 1.0 cannot carry most control characters, even escaped; a candidate's exception text
 # may hold them, so they are replaced before they reach the tree.

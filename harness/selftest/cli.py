@@ -20,7 +20,7 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "selftest", help="prove the harness catches injected faults and stays quiet on "
         "correct code",
-        description="Run every injected fault (harness/faults.py) through the candidate "
+        description="Run every injected fault (harness/selftest/faults.py) through the candidate "
         "checks, then the clean implementations over many seeds and hard inputs. Exit 0 only "
         "if detection and localization are 100% and no false alarm occurred.")
     p.add_argument("--json", metavar="PATH", help="write the results as JSON")
@@ -74,8 +74,8 @@ def run(args, console) -> int:
     from rich.table import Table
 
     from harness.cli import UsageError, progress_bar
-    from harness.faults import CATALOG, by_name
-    from harness.selftest import run_selftest
+    from harness.selftest.faults import CATALOG, by_name
+    from harness.selftest.runner import run_selftest
 
     if args.trials < 1:
         raise UsageError(f"--trials must be at least 1, got {args.trials}")
@@ -133,7 +133,7 @@ def run(args, console) -> int:
         console.print("note: --quick ran a subset; it is not the gate", highlight=False)
     console.print(f"selftest took {res.seconds:.0f} s", highlight=False)
 
-    from harness import report_files
+    from harness.report import files as report_files
 
     for path, text in ((args.json, lambda: json.dumps(res.to_dict(), indent=1)),
                        (args.markdown, lambda: _markdown(res))):

@@ -1,0 +1,1 @@
+"""The CI regression gate: items against a committed baseline, and the CLI."""

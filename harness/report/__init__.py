@@ -1,0 +1,1 @@
+"""Reports of a verify run: the model, text pieces, console, JSON/Markdown, HTML, JUnit."""

@@ -1,0 +1,1 @@
+"""The fault-injection self-test: the fault catalog, the runner, the CLI."""

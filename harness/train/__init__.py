@@ -1,0 +1,1 @@
+"""Training on the USPS digits: the loop, checkpoints, reports, figures, the CLI."""
