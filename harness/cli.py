@@ -62,14 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=120.0,
                    help="seconds a candidate's call may take before it is reported as hung")
     add_common_report_args(p)
+    from harness.gate import cli as gate_cli
+    from harness.selftest import cli as selftest_cli
+    from harness.train import cli as train_cli
+
     sub = p.add_subparsers(dest="command")
-    for modname in ("harness.selftest.cli", "harness.train.cli", "harness.gate.cli"):
-        try:
-            mod = __import__(modname, fromlist=["add_parser"])
-        except ImportError as e:
-            if e.name != modname:
-                raise
-            continue
+    for mod in (selftest_cli, train_cli, gate_cli):
         mod.add_parser(sub)
     sub.metavar = "{" + ",".join(sub.choices) + "}"
     return p
@@ -163,7 +161,9 @@ def run_verify(args, console) -> int:
         with ctx:
             report.checks = run_reference_checks(spec, params, x, y, dtype=args.dtype,
                                                  progress=update)
-        _add_sdlm_checks(report, spec, params, x, y)
+        from harness.checks.sdlm import sdlm_checks
+
+        report.checks += sdlm_checks(spec, params, x, y)
     else:
         from harness.checks.verify_candidate import run_candidate_checks
 
@@ -182,34 +182,17 @@ def run_verify(args, console) -> int:
     return EXIT_PASS if report.verdict == "pass" else EXIT_FAIL
 
 
-def _add_sdlm_checks(report, spec, params, x, y) -> None:
-    try:
-        from harness.checks.sdlm import sdlm_checks
-    except ImportError:
-        return
-    report.checks += sdlm_checks(spec, params, x, y)
-
-
 def emit(report, args, console) -> None:
     """Render to the console and write every requested file; a file that cannot be written
     is named and the rest are still written."""
     from harness.report import console as report_console
     from harness.report import files as report_files
+    from harness.report import html as report_html
+    from harness.report import junit as report_junit
 
     report_console.render(report, console, verbose=args.verbose)
-    writers = [(args.json, report_files.to_json), (args.markdown, report_files.to_markdown)]
-    try:
-        from harness.report import html as report_html
-
-        writers.append((getattr(args, "html", None), report_html.to_html))
-    except ImportError:
-        pass
-    try:
-        from harness.report import junit as report_junit
-
-        writers.append((getattr(args, "junit", None), report_junit.to_junit))
-    except ImportError:
-        pass
+    writers = [(args.json, report_files.to_json), (args.markdown, report_files.to_markdown),
+               (args.html, report_html.to_html), (args.junit, report_junit.to_junit)]
     errors = []
     for path, render in writers:
         if not path:

@@ -151,17 +151,3 @@ def _hint(a: np.ndarray, e: np.ndarray, atol: float) -> str:
         if np.allclose(flipped, e, rtol=1e-6, atol=atol):
             return "equals the expected kernel rotated by 180 degrees: a missing or extra flip"
     return ""
-
-
-def worst_rows(obtained, expected, tol: Tolerance, limit: int = 10):
-    """The `limit` entries that use the most tolerance: (index, obtained, expected, diff)."""
-    a = np.asarray(obtained, dtype=np.float64).reshape(np.shape(expected))
-    e_ = np.asarray(expected, dtype=np.float64)
-    d = np.abs(a - e_)
-    ratio = d / (tol.atol(e_) + tol.rtol * np.abs(e_))
-    order = np.argsort(ratio, axis=None)[::-1][:limit]
-    return [
-        (tuple(int(i) for i in np.unravel_index(k, a.shape)), float(a.flat[k]),
-         float(e_.flat[k]), float(a.flat[k] - e_.flat[k]))
-        for k in order
-    ]
