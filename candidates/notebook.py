@@ -17,7 +17,8 @@ Choices (declared in `notebook_spec()` and `declared_choices()`; not faults):
     In [11]  loss = mean over the 10 outputs of (t - y)^2
     In [13]  stride 2 and pad value -1 in both convolutional layers
     In [14]  H1: 12 kernels 5x5 (no input-map axis), padding 2, convolve_tensor (kernel
-             flipped); 12x8x8 biases that the forward pass overwrites (see fault b)
+             flipped); 12x8x8 biases, one per unit, meant to be added after the activation
+             as in H2 (the forward starts from them, then overwrites them: fault b)
     In [16]  H2: one 4x4 kernel per H2 map (192 weights), shared by all 8 H1 maps it reads;
              padding 1; map i reads H1 maps (i + k) % 12, k = 0..7; LiSHT is applied to each of
              the 8 single-map convolutions and the results are summed; the 12x4x4 bias is added
@@ -33,9 +34,10 @@ Faults (each demonstrated against central finite differences in tests/test_candi
        padded input at 2r+u, so the right sum is over xp[2r+u, 2c+v] (the gradient dilated by
        2, stride 1, over the padded input) and, as the forward flips the kernel, the result
        must be flipped back. Wrong padding, wrong stride/dilation, missing flip.
-    b  In [14] H1 bias gradient: the forward copies the biases into the output, then
-       overwrites every map with f(conv), so the biases never reach the output and dE/db = 0;
-       the backward returns f'(z) dy (the gradient of f(z + b)) and updates them.
+    b  In [14] H1 biases: the forward copies the biases into the output, then overwrites
+       every map with f(conv) (`=` where H2 has `+=`), so the biases never reach the output
+       and dE/db = 0; the backward returns f'(z) dy (the gradient of f(z + b)) and updates
+       them. A fault of the forward that shows as a wrong bias gradient.
     c  In [16] H2 weight gradient: correlate_tensor(xp_j, g_ij) at stride 2 over the padded
        input: same stride/dilation error and missing flip as in (a); padding and fill are right.
     d  In [16] H2 bias gradient: y_i = b_i + sum_j f(z_ij) gives dE/db_i = dy_i; the backward
@@ -238,8 +240,7 @@ def notebook_spec(name: str = "notebook") -> NetSpec:
         h2_kernel=4, h2_pad=1, h2_table=rolled_table(),
         weight_sharing="H1: one 5x5 kernel per map; H2: one 4x4 kernel per H2 map, shared "
                        "by the 8 H1 maps it reads",
-        bias_tying="one bias per unit in H1 and H2, but H1's never reaches the output and "
-                   "H2's is added after the activation",
+        bias_tying="one bias per unit in H1 and H2, added after the activation",
         act_amplitude=1.0, act_slope=1.0,
         init_scale=math.sqrt(2.4), init_fanin_power=0.5,
         target_on=1.0, target_off=0.0,
@@ -249,7 +250,8 @@ def notebook_spec(name: str = "notebook") -> NetSpec:
             "h2_pad": _why("In [16]", "padding 1, giving 4x4 outputs at stride 2"),
             "h2_table": _why("In [16]", "H2 map i reads H1 maps (i + k) % 12, k = 0..7"),
             "weight_sharing": _why("In [14], In [16]", "one kernel per H2 map for all inputs"),
-            "bias_tying": _why("In [14], In [16]", "H1 output overwrites the bias copy"),
+            "bias_tying": _why("In [14], In [16]", "H2 adds the bias after f; H1 starts its "
+                               "output from a copy of the biases"),
             "act_amplitude": _why("In [10]", "LiSHT f(a) = a tanh(a), not A tanh(S a); "
                                   "A and S are set to 1 and do not describe it"),
             "act_slope": _why("In [10]", "LiSHT, tanh(1 * a) times a"),
@@ -259,7 +261,6 @@ def notebook_spec(name: str = "notebook") -> NetSpec:
             "bias_init": _why("In [9]", "biases drawn like the weights, same F"),
             "target_on": _why("In [6]", "one-hot 0/1 targets"),
             "target_off": _why("In [6]", "one-hot 0/1 targets"),
-            "loss": _why("In [11]", "mean over the 10 outputs; its derivative omits 1/10"),
             "learning_rate": _why("In [26]", "plain SGD, rate 1e-5"),
             "train_size": _why("In [3]", "the first 100 training digits only"),
             "passes": _why("In [26]", "23 epochs"),
@@ -267,8 +268,9 @@ def notebook_spec(name: str = "notebook") -> NetSpec:
     )
 
 
-def declared_choices(loss_scaling: str | None = None, biases: str | None = None):
-    """Readable values for the conformance rows NetSpec cannot express."""
+def declared_choices():
+    """Readable values for the conformance rows NetSpec cannot express: the notebook's
+    choices, which notebook-fixed keeps. Faults are not choices and are not listed here."""
     return {
         "activation": "LiSHT f(a) = a tanh(a) in every layer, applied inside H2's sum over "
                       "input maps (In [10], In [16])",
@@ -280,11 +282,8 @@ def declared_choices(loss_scaling: str | None = None, biases: str | None = None)
                                     "maps its map reads, stride 2, pad 1 with -1 (In [14], "
                                     "In [16])",
         "8-of-12 table": "H2 map i reads H1 maps (i + k) % 12, k = 0..7 (In [16])",
-        "biases": biases or "H1 12x8x8 biases overwritten in the forward pass (never used); "
-                            "H2 12x4x4 added after the activation; H3, out inside it (In [14], "
-                            "In [16], In [19], In [21])",
-        "loss scaling": loss_scaling or "E = mean over 10 outputs of (t - y)^2; dE/dy given as "
-                                        "2 (y - t), 10x too large (In [11])",
+        "biases": "one per unit in H1 (12x8x8) and H2 (12x4x4), added after the activation; "
+                  "in H3 and out inside it (In [14], In [16], In [19], In [21])",
         "learning rate": "1e-5, plain SGD, one pattern per step (In [26])",
         "training set size": "100 of the 7,291 training digits (In [3])",
     }

@@ -3,12 +3,13 @@
 Same network and choices as candidates/notebook.py (LiSHT, 4x4 H2 kernels shared over the 8
 input maps, the (i + k) % 12 table, biases after the activation in H2, 0/1 targets, the
 sqrt(2.4/F) init with the same draws for the same seed) and the same forward arithmetic, in
-vectorised NumPy with no dmlearn. Only the backward passes and the loss derivative differ:
+vectorised NumPy with no dmlearn. The backward passes, the loss derivative and H1's bias
+(fault b, a forward fault) differ:
 
     fault a  H1 dk: the gradient is spread over the PADDED input at stride 2 (i.e. dilated),
              then flipped back because the forward convolves (flipped kernel)
-    fault b  H1 db = 0: the notebook's forward never uses H1's biases, and this candidate keeps
-             that forward (the choice is declared), so they have no gradient
+    fault b  H1's forward overwrote its biases; they are now added after the activation,
+             as the notebook's H2 does (y = b + f(z)), so db = dy. The one forward change.
     fault c  H2 dk: as (a), summed over the 8 input maps each kernel is shared by
     fault d  H2 db = dy (the bias is added after the activation)
     fault e  H2 dx: each H2 map's contribution goes to the H1 map j it read, spread back
@@ -40,6 +41,13 @@ from candidates.notebook import (
     notebook_spec,
     rolled_table,
     targets01,
+)
+
+# why no layer maps to the paper's: the notebook's reasons, but H1's biases now reach the output
+WHY_UNMAPPED_FIXED = dict(
+    WHY_UNMAPPED,
+    H1="LiSHT a*tanh(a), not A tanh(S a); same sizes (12x5x5, 12x8x8) but the kernels are "
+       "convolution (flipped) kernels and the bias is added after the activation",
 )
 
 
@@ -74,7 +82,7 @@ class _Layer:
     from_reference = to_reference = None
 
     def __init__(self, name, p, dtype=np.float64):
-        self.name, self.why_unmapped = name, WHY_UNMAPPED[name]
+        self.name, self.why_unmapped = name, WHY_UNMAPPED_FIXED[name]
         self.dt = np.dtype(dtype)
         self.p = {q: np.array(v, dtype=self.dt) for q, v in p.items()}
 
@@ -90,14 +98,14 @@ class _Layer:
 
 
 class H1(_Layer):
-    """(N, 1, 16, 16) -> (N, 12, 8, 8); y = f(conv(x, k)), the biases unused (as the notebook)."""
+    """(N, 1, 16, 16) -> (N, 12, 8, 8); y = b + f(conv(x, k)), the bias after f as in H2."""
 
     def _z(self, x):
         W = _windows(_pad(np.asarray(x, dtype=self.dt)[:, 0], 2), 5, 8)  # (N, 8, 8, 5, 5)
         return W, np.einsum("nrcuv,iuv->nirc", W, _flip(self.p["w"]))  # (N, 12, 8, 8)
 
     def forward(self, x):
-        return lisht(self._z(x)[1])  # (N, 12, 8, 8)
+        return self.p["b"] + lisht(self._z(x)[1])  # (N, 12, 8, 8)
 
     def backward(self, x, dy):
         W, z = self._z(x)
@@ -105,7 +113,7 @@ class H1(_Layer):
         dk = _flip(np.einsum("nirc,nrcuv->iuv", g, W))
         dW = np.einsum("nirc,iuv->nrcuv", g, _flip(self.p["w"]))
         dx = _unwindow(dW, 20)[:, None, 2:18, 2:18]  # (N, 1, 16, 16)
-        return dx, {"w": dk, "b": np.zeros_like(self.p["b"])}
+        return dx, {"w": dk, "b": np.asarray(dy, dtype=self.dt).sum(axis=0)}
 
 
 class H2(_Layer):
@@ -159,14 +167,8 @@ def build(seed: int = 0, dtype=np.float64) -> AdaptedCandidate:
     assert {n: (v["w"].shape, v["b"].shape) for n, v in p.items()} == PARAM_SHAPES
     layers = [H1("H1", p["H1"], dtype), H2("H2", p["H2"], dtype), Dense("H3", p["H3"], dtype),
               Dense("out", p["out"], dtype)]
-    choices = declared_choices(
-        loss_scaling="E = mean over outputs (and patterns) of (t - y)^2; dE/dy = 2 (y - t) / "
-                     "(N * 10)",
-        biases="H1 12x8x8 biases kept unused as in the notebook's forward (gradient 0); H2 "
-               "12x4x4 added after the activation; H3, out inside it",
-    )
     cand = AdaptedCandidate("notebook-fixed", notebook_spec("notebook-fixed"), layers, loss,
-                            loss_grad, choices)
+                            loss_grad, declared_choices())
     # the same network in another dtype (same seed; the harness copies parameters across)
     cand.with_dtype = lambda dt: build(seed, dt)
     return cand

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -85,15 +87,30 @@ def test_load_failures_are_exit_2_with_a_report(ref, exit_code, words, tmp_path,
     assert any(words in (c["reason"] or "") for c in d["checks"])
 
 
+README = Path(__file__).parents[1] / "README.md"
+README_WIDTH = 98  # the README's worked example is captured at COLUMNS=98
+
+
+@pytest.fixture(scope="module")
+def notebook_run(usps_dir, tmp_path_factory):
+    """One `verify --candidate notebook --samples 1` on the real digits, as the README
+    runs it: (exit code, console text, JSON report)."""
+    pytest.importorskip("dmlearn", reason="the notebook candidate needs the dmlearn extra")
+    out = tmp_path_factory.mktemp("nb") / "nb.json"
+    buf = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("COLUMNS", str(README_WIDTH))
+        with contextlib.redirect_stdout(buf):
+            rc = main(["--data", str(usps_dir), "--candidate", "notebook", "--samples", "1",
+                       "--json", str(out), "--no-progress"])
+    return rc, buf.getvalue(), json.loads(out.read_text())
+
+
 @pytest.mark.slow
 @pytest.mark.data
-def test_notebook_faults_are_localized(usps_dir, tmp_path):
-    pytest.importorskip("dmlearn", reason="the notebook candidate needs the dmlearn extra")
-    out = tmp_path / "nb.json"
-    rc = main(["--data", str(usps_dir), "--candidate", "notebook", "--samples", "1",
-               "--json", str(out), "--no-progress"])
+def test_notebook_faults_are_localized(notebook_run):
+    rc, _, d = notebook_run
     assert rc == 1
-    d = json.loads(out.read_text())
     found = {(o["layer"], o["quantity"]) for o in d["localization"]["origins"]}
     assert found == {("H1", "weight_grad"), ("H1", "bias_grad"), ("H2", "weight_grad"),
                      ("H2", "bias_grad"), ("H2", "input_grad"), ("loss", "loss_grad")}
@@ -101,6 +118,22 @@ def test_notebook_faults_are_localized(usps_dir, tmp_path):
     assert d["localization"]["first_origin_backward"] == "loss loss_grad"
     differs = {row["choice"] for row in d["conformance"] if not row["same"]}
     assert {"activation", "targets", "8-of-12 table", "kernel sizes and sharing"} <= differs
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_readme_worked_example_is_what_verify_prints(notebook_run):
+    """The README quotes the notebook's report verbatim; a change to the checks or the
+    report's wording must come with a new capture of it."""
+    text = README.read_text()
+    start = text.index("Its console report begins (verbatim, `COLUMNS=98`):")
+    block = text[text.index("```\n", start) + 4:]
+    quoted = block[:block.index("```")].rstrip("\n").split("\n")
+    printed = notebook_run[1].split("\n")[:len(quoted)]
+    assert [s.rstrip() for s in printed] == [s.rstrip() for s in quoted], (
+        "README.md's worked example is stale: re-capture it with "
+        "`COLUMNS=98 verify --data ../shared/data/usps --candidate notebook --samples 1 "
+        "--no-progress`")
 
 
 @pytest.mark.slow

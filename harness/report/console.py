@@ -7,7 +7,15 @@ from rich.table import Table
 
 from harness.checks.compare import FAIL, NOT_RUN, PASS
 from harness.report.model import Report
-from harness.report.text import SIDE_QUANTITIES, cell, grid, summary_line, verdict_line
+from harness.report.text import (
+    CELL_HEADER,
+    CELL_LEGEND,
+    SIDE_QUANTITIES,
+    cell,
+    grid,
+    summary_line,
+    verdict_line,
+)
 
 STYLE = {PASS: "green", FAIL: "bold red", NOT_RUN: "yellow"}
 
@@ -20,7 +28,7 @@ def render(report: Report, console: Console | None = None, verbose: bool = False
     table.add_column("layer")
     table.add_column("quantity")
     for lab in labels:
-        table.add_column(lab + "\nmax rel (tol used)", justify="right")
+        table.add_column(f"{lab}\n{CELL_HEADER}", justify="right")
     table.add_column("verdict")
     for layer, quantity, cells in rows:
         statuses = {c.status for c in cells.values()}
@@ -29,6 +37,7 @@ def render(report: Report, console: Console | None = None, verbose: bool = False
                       *[_styled(cells.get(lab)) for lab in labels],
                       f"[{STYLE[v]}]{v.upper().replace('_', ' ')}[/]")
     console.print(table)
+    console.print(CELL_LEGEND, style="dim", highlight=False)
     for section in report.sections.get("console_sections", []):
         console.print(section)
     side = [c for c in report.checks if c.quantity in SIDE_QUANTITIES]

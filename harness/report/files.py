@@ -8,7 +8,7 @@ from pathlib import Path
 
 from harness.checks.tolerance import policy_table
 from harness.report.model import Report
-from harness.report.text import cell, grid, summary_line, verdict_line
+from harness.report.text import CELL_HEADER, CELL_LEGEND, cell, grid, summary_line, verdict_line
 from reference.atomic import atomic_write
 
 
@@ -70,13 +70,13 @@ def to_markdown(report: Report) -> str:
            f"**{summary_line(report)}**", "",
            f"- data: {report.data_source}, {report.samples} patterns",
            f"- dtype: {report.dtype}; preset: {report.preset}; seed: {report.seed}", ""]
-    out.append("| layer | quantity | " + " | ".join(f"{lab}: max rel (tol used)" for lab in labels)
-               + " |")
+    out.append("| layer | quantity | "
+               + " | ".join(f"{lab}: {CELL_HEADER}" for lab in labels) + " |")
     out.append("|---|---|" + "---|" * len(labels))
     for layer, quantity, cells in rows:
         out.append(f"| {layer} | {quantity} | "
                    + " | ".join(cell(cells.get(lab)) for lab in labels) + " |")
-    out.append("")
+    out += ["", f"_{CELL_LEGEND}._", ""]
     for title, body in report.sections.get("markdown_sections", []):
         out += [f"## {title}", "", body, ""]
     out += ["## Checks", "", "```"]

@@ -38,6 +38,8 @@ from matplotlib.colors import SymLogNorm  # noqa: E402
 from harness.checks.compare import FAIL, NOT_RUN, PASS, Check  # noqa: E402
 from harness.report.model import Report  # noqa: E402
 from harness.report.text import (  # noqa: E402
+    CELL_HEADER,
+    CELL_LEGEND,
     MARK,
     SIDE_QUANTITIES,
     cell,
@@ -122,7 +124,7 @@ def check_table(report: Report) -> str:
             c = cells.get(lab)
             row.append((cell(c), c.status) if c is not None else "")
         body.append(row)
-    head = ["layer", "quantity"] + [f"{lab}: max rel (tol used)" for lab in labels]
+    head = ["layer", "quantity"] + [f"{lab}: {CELL_HEADER}" for lab in labels]
     side = [c for c in report.sorted_checks() if c.quantity in SIDE_QUANTITIES]
     out = _table(head, body)
     if side:
@@ -318,9 +320,8 @@ def to_html(report: Report) -> str:
     if s.get("load_error"):
         parts.append(f"<p class='warn'>candidate not loaded: {escape(str(s['load_error']))}</p>")
     parts += ["<h2>Checks by layer and quantity</h2>",
-              "<p class='small'>Each cell: verdict, max relative error, and (in brackets) the "
-              "fraction of tolerance used; a check passes when that fraction is at most 1."
-              "</p>", check_table(report)]
+              f"<p class='small'>{escape(CELL_LEGEND[0].upper() + CELL_LEGEND[1:])}.</p>",
+              check_table(report)]
     parts += ["<h2>Error against tolerance, per check</h2>",
               _figure("error chart", _error_chart, report.sorted_checks())]
     if s.get("h1_kernel_grad_diff") is not None:

@@ -24,6 +24,10 @@ def fmt(v) -> str:
 SHORT = {"reference": "ref", "candidate": "cand", "twin": "twin", "finite_diff": "FD",
          "self_fd": "own FD"}
 SIDE_QUANTITIES = ("params_unchanged", "runs", "load")
+# a grid cell is "PASS 2.7e-05 (5e-03)": verdict, max rel, error as a multiple of its tolerance
+CELL_HEADER = "max rel (x tol)"
+CELL_LEGEND = ("each cell: verdict, the largest relative difference, and in parentheses the "
+               "largest error as a multiple of its tolerance (1 or less passes)")
 
 
 def column_label(c: Check) -> str:
