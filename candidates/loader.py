@@ -32,8 +32,18 @@ LAYER_NAMES = ("H1", "H2", "H3", "out")
 _FORMS = "a built-in name, path/to/file.py:attr or package.module:attr"
 
 
-def _last_line(e: BaseException) -> str:
-    return traceback.format_exception_only(type(e), e)[-1].strip()
+def _last_line(e: BaseException, path: Path | None = None) -> str:
+    """The exception's last line, with the line of `path` it came from (a SyntaxError's own
+    line number, else the innermost frame in that file)."""
+    text = traceback.format_exception_only(type(e), e)[-1].strip()
+    if isinstance(e, SyntaxError) and e.lineno:
+        return f"{text} (line {e.lineno})"
+    if path is not None:
+        mine = [f for f in traceback.extract_tb(e.__traceback__)
+                if Path(f.filename).resolve() == path.resolve()]
+        if mine:
+            return f"{text} (line {mine[-1].lineno})"
+    return text
 
 
 def _is_path(left: str) -> bool:
@@ -41,6 +51,9 @@ def _is_path(left: str) -> bool:
 
 
 def _import_file(path: Path):
+    if path.is_dir():
+        raise CandidateLoadError(f"{path}: is a folder; give the Python file, as "
+                                 "path/to/file.py:attr")
     if not path.is_file():
         raise CandidateLoadError(f"{path}: no such file")
     digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
@@ -58,7 +71,7 @@ def _import_file(path: Path):
         sys.modules.pop(mod_name, None)
         if isinstance(e, KeyboardInterrupt):
             raise
-        raise CandidateLoadError(f"{path}: importing it failed: {_last_line(e)}") from e
+        raise CandidateLoadError(f"{path}: importing it failed: {_last_line(e, path)}") from e
     finally:
         if folder in sys.path:
             sys.path.remove(folder)

@@ -23,6 +23,28 @@ class UsageError(Exception):
     """Bad input or usage: printed as one message, exit code 2."""
 
 
+def seed_arg(text: str) -> int:
+    """--seed: a whole number >= 0 (numpy's generators take no negative seed)."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {v}")
+    return v
+
+
+def seconds_arg(text: str) -> float:
+    """--timeout: finite seconds > 0 (0 would call every candidate hung at once)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}") from None
+    if not (0 < v < 1e6):
+        raise argparse.ArgumentTypeError(f"expected seconds > 0 and below 1e6, got {text}")
+    return v
+
+
 def add_common_report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="PATH", help="write the report as JSON")
     p.add_argument("--markdown", metavar="PATH", help="write the report as Markdown")
@@ -52,15 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the spec the reference is built from (default: paper)")
     p.add_argument("--params", metavar="FILE.npz", help="parameters to use instead of a "
                    "seeded initialisation (.npz from reference.params.save_params)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the shared parameters")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of the shared parameters "
+                   "(a whole number >= 0; default 0)")
     p.add_argument("--samples", type=int, default=4,
-                   help="how many training digits to check on (default 4: the first of "
-                   "classes 0, 1, 2, 3)")
+                   help="how many training digits to check on, 1 to 1000 (default 4: the "
+                   "first of classes 0, 1, 2, 3)")
     p.add_argument("--dtype", default="float64", choices=["float64", "float32"],
                    help="dtype of the implementations (finite differences are float64); a "
                    "candidate needs with_dtype() for float32")
-    p.add_argument("--timeout", type=float, default=120.0,
-                   help="seconds a candidate's call may take before it is reported as hung")
+    p.add_argument("--timeout", type=seconds_arg, default=120.0,
+                   help="seconds a candidate's call may take before it is reported as hung "
+                   "(default 120)")
     add_common_report_args(p)
     from harness.gate import cli as gate_cli
     from harness.selftest import cli as selftest_cli
@@ -104,7 +128,7 @@ def load_batch(args, console):
         note = ("no USPS data found (see `verify --help` for where it looks): using a "
                 f"deterministic synthetic batch of {args.samples} "
                 f"pattern{'s' if args.samples != 1 else ''}")
-        console.print(f"note: {note}", highlight=False)
+        console.print(f"note: {note}", highlight=False, markup=False)
         return x, y, "synthetic", note
     x, y, idx = pick_digits(usps, args.samples)
     return x, y, f"{usps.source} (train indices {idx})", None
@@ -199,7 +223,7 @@ def emit(report, args, console) -> None:
             continue
         try:
             report_files.write_atomic(path, render(report))
-            console.print(f"wrote {path}", highlight=False)
+            console.print(f"wrote {path}", highlight=False, markup=False)
         except report_files.ReportWriteError as e:
             errors.append(str(e))
     if errors:
@@ -209,6 +233,7 @@ def emit(report, args, console) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     # a report read in a CI log or a file is wider than a default 80-column pipe
     width = int(os.environ["COLUMNS"]) if os.environ.get("COLUMNS", "").isdigit() else 120
@@ -220,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_verify(args, console)
         return args.run(args, console)
     except UsageError as e:
-        console.print(f"[bold red]error:[/] {e}", highlight=False)
+        console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
         return EXIT_USAGE
     except KeyboardInterrupt:
         console.print("interrupted; files already written are complete", highlight=False)
@@ -228,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - the last line of defence: no bare traceback
         if os.environ.get("VERIFY_DEBUG"):
             raise
-        console.print(f"[bold red]internal error:[/] {type(e).__name__}: {e}\n"
+        console.print(f"[bold red]internal error:[/] {type(e).__name__}: {escape(str(e))}\n"
                       "This is a bug in the harness, not in your network. Set VERIFY_DEBUG=1 "
                       "to see the traceback, and please report it.", highlight=False)
         return EXIT_USAGE

@@ -151,11 +151,17 @@ def load_params(path: str | os.PathLike, spec: NetSpec) -> Params:
     """Read an .npz written by `save_params` (allow_pickle=False); errors name the file."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):  # a lone .npy array
+            raise ValueError(f"{path}: a single array ({type(z).__name__}), not an .npz "
+                             "archive of named parameters (write one with save_params)")
+        with z:
             arrays = {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise ValueError(f"{path}: no such parameter file") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        if str(e).startswith(f"{path}: a single array"):
+            raise
         if "Object arrays" in str(e):
             why = "it holds pickled objects, which are never loaded"
         else:

@@ -9,23 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from candidate_helpers import check_on_synthetic
 
 from harness.checks.compare import FAIL
 from harness.checks.localize import origins, summarize
-from harness.checks.verify_candidate import run_candidate_checks
 from harness.cli import main
-from harness.data import synthetic_batch
-from harness.report.model import Report
-from reference.spec import paper
 
 FIX = Path(__file__).parent / "fixtures" / "candidates"
-
-
-def _run(ref, timeout=30.0):
-    x, y = synthetic_batch(1, seed=3)
-    r = Report(str(ref), "synthetic", 1, "float64", 0, "paper")
-    run_candidate_checks(r, ref, paper(), None, x, y, timeout=timeout)
-    return r
 
 
 def _failed(r):
@@ -33,7 +23,7 @@ def _failed(r):
 
 
 def test_reference_as_candidate_has_no_origin_and_compares_every_layer():
-    r = _run("reference")
+    r = check_on_synthetic("reference")
     assert r.verdict == "pass", [c for c in r.checks if c.status == FAIL]
     against = {(c.layer, c.quantity, c.against, c.mode) for c in r.checks}
     for L in ("H1", "H2", "H3", "out"):
@@ -45,7 +35,7 @@ def test_reference_as_candidate_has_no_origin_and_compares_every_layer():
 
 
 def test_user_file_outside_the_package_loads_by_path():
-    r = _run(f"{FIX / 'good_reference.py'}:build")
+    r = check_on_synthetic(f"{FIX / 'good_reference.py'}:build")
     assert r.verdict == "pass"
 
 
@@ -57,7 +47,7 @@ def test_user_file_outside_the_package_loads_by_path():
     ("bad_mutates", "H3", "params_unchanged", "in place"),
 ])
 def test_bad_candidates_become_findings_naming_the_layer(fixture, layer, quantity, words):
-    r = _run(f"{FIX / fixture}.py:build")
+    r = check_on_synthetic(f"{FIX / fixture}.py:build")
     assert r.verdict == "fail"
     hits = [c for c in r.checks if c.status == FAIL and (c.layer, c.quantity) == (layer,
                                                                                    quantity)]
@@ -68,7 +58,7 @@ def test_bad_candidates_become_findings_naming_the_layer(fixture, layer, quantit
 
 
 def test_a_hanging_candidate_is_stopped_and_reported():
-    r = _run(f"{FIX / 'bad_hangs.py'}:build", timeout=2.0)
+    r = check_on_synthetic(f"{FIX / 'bad_hangs.py'}:build", timeout=2.0)
     hung = [c for c in r.checks if "hung" in c.reason or "still running" in c.reason]
     assert hung and r.verdict == "fail"
 

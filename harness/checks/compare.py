@@ -143,6 +143,10 @@ def _hint(a: np.ndarray, e: np.ndarray, atol: float) -> str:
         r = a[nz] / e[nz]
         k = float(np.median(r))
         if np.all(np.abs(r - k) <= 1e-6 * max(abs(k), 1e-300)):
+            if abs(k - 1) < 1e-5:
+                spread = float(np.max(np.abs(r - 1)))
+                return (f"right to {spread:.0e} relative everywhere, about float32 precision: "
+                        "computed in float32 (or rounded through it) where float64 is checked?")
             if abs(k + 1) < 1e-6:
                 return "sign flipped everywhere"
             return f"off by one constant factor everywhere: x{k:.6g}"

@@ -72,10 +72,11 @@ def to_markdown(rows) -> str:
 def conformance_table(rows):
     """A rich Table for the console (rendering only; nothing is printed here)."""
     from rich.table import Table
+    from rich.text import Text
 
     t = Table(title="conformance with the paper (a difference is a choice, not a fault)")
     for col in ("choice", "paper", "candidate", ""):
         t.add_column(col, overflow="fold")
-    for r, p, c, same in rows:
-        t.add_row(r, p, c, "same" if same else "[yellow]DIFFERS[/]")
+    for r, p, c, same in rows:  # Text: a candidate's own words are never read as markup
+        t.add_row(Text(r), Text(p), Text(c), "same" if same else "[yellow]DIFFERS[/]")
     return t

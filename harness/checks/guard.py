@@ -1,21 +1,44 @@
 """Run a candidate's code so that nothing it does can crash or hang the harness.
 
 `call(fn, *args, where=..., timeout=...)` runs fn in a daemon thread. An exception becomes a
-`CallFailed` naming where it happened and the exception's last line; a call still running
-after `timeout` seconds becomes a `CallFailed` saying it hung (the thread is abandoned: Python
-cannot kill a thread, and a daemon thread does not keep the process alive at exit).
+`CallFailed` naming where it happened, the exception's last line and the file and line of the
+candidate's code that raised it; a call still running after `timeout` seconds becomes a
+`CallFailed` saying it hung (the thread is abandoned: Python cannot kill a thread, and a
+daemon thread does not keep the process alive at exit). A call not made at all, because an
+earlier one hung, is a `CallFailed` with `skipped` set: the checks it feeds are NOT RUN.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 import traceback
+from pathlib import Path
+
+_HARNESS = Path(__file__).resolve().parents[1]  # harness/
+_LIBRARIES = tuple(str(Path(p).resolve()) for p in {sys.prefix, sys.base_prefix})
 
 
 class CallFailed(Exception):
-    def __init__(self, where: str, reason: str, hung: bool = False):
+    def __init__(self, where: str, reason: str, hung: bool = False, skipped: bool = False):
         super().__init__(f"{where}: {reason}")
-        self.where, self.reason, self.hung = where, reason, hung
+        self.where, self.reason, self.hung, self.skipped = where, reason, hung, skipped
+
+
+def _raised_at(tb) -> str:
+    """' (at file:line in func)' for the innermost frame outside the harness and the
+    installed libraries (numpy's internals say less than the line of user code that called
+    them), or '' when there is none."""
+    for frame in reversed(traceback.extract_tb(tb)):
+        path = Path(frame.filename).resolve()
+        if _HARNESS in path.parents or str(path).startswith(_LIBRARIES):
+            continue
+        try:
+            shown = path.relative_to(Path.cwd())
+        except ValueError:
+            shown = path
+        return f" (at {shown}:{frame.lineno} in {frame.name})"
+    return ""
 
 
 def call(fn, *args, where: str, timeout: float | None = None):
@@ -26,7 +49,7 @@ def call(fn, *args, where: str, timeout: float | None = None):
             box["value"] = fn(*args)
         except BaseException as e:  # noqa: BLE001 - a candidate may raise anything
             last = traceback.format_exception_only(type(e), e)[-1].strip()
-            box["error"] = last
+            box["error"] = last + _raised_at(e.__traceback__)
 
     t = threading.Thread(target=target, daemon=True, name=f"candidate:{where}")
     t.start()

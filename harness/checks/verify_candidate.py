@@ -55,7 +55,7 @@ class _Run:
 
     def call(self, fn, *args, where):
         if self.dead:
-            raise CallFailed(where, f"not called: {self.dead}")
+            raise CallFailed(where, f"not called: {self.dead}", skipped=True)
         try:
             return call(fn, *args, where=where, timeout=self.timeout)
         except CallFailed as e:
@@ -65,6 +65,30 @@ class _Run:
 
     def add(self, check: Check):
         self.report.checks.append(check)
+
+    def failed(self, e: CallFailed, layer: str, mode: str, rows, context: str = ""):
+        """A call failed: a `runs` finding (unless the call was skipped because an earlier
+        one hung), and every check it would have fed, `rows` of (quantity, against), as
+        NOT RUN with the reason, so that none goes missing from the table or the counts."""
+        reason = f"{context}{e}"
+        if not e.skipped:
+            self.add(Check(layer, "runs", "protocol", FAIL, "candidate", mode=mode,
+                           reason=reason))
+        for lay, q, against in rows:
+            self.add(not_run(lay, q, against, f"not run: {reason}", subject="candidate",
+                             mode=mode))
+
+
+def _fd_rows(layer: str, input_grad: bool):
+    """(layer, quantity, against) of the checks against a layer's own finite differences."""
+    qs = [q for q, _ in GRAD_NAMES] + (["input_grad"] if input_grad else [])
+    return [(layer, q, "self_fd") for q in qs]
+
+
+def _ref_rows(layer: str, input_grad: bool):
+    """(layer, quantity, against) of the comparisons of a mapped layer with the reference."""
+    qs = ["activation"] + [q for q, _ in GRAD_NAMES] + (["input_grad"] if input_grad else [])
+    return [(layer, q, "reference") for q in qs]
 
 
 def _params_of(run, layer):
@@ -167,6 +191,11 @@ def run_candidate_checks(report, cand_ref, preset_spec: NetSpec, params: Params 
         except (AttributeError, KeyError, ValueError) as e:
             unmapped[layer.name] = f"could not set parameters from the reference's ({e})"
 
+    if any(name not in unmapped for name in names):
+        report.notes.append(f"layers that map onto the paper's are compared with the reference "
+                            f"on every entry; their own finite differences are a second "
+                            f"opinion on a seeded sample of up to {MAPPED_FD_SAMPLE} entries "
+                            f"per tensor")
     layers_dt = None
     if run.dt != np.float64:
         layers_dt = _other_dtype_build(run, cand, layers)
@@ -252,27 +281,32 @@ def _isolated(run, layers, x, labels, unmapped, layers_dt=None):
         xi, dyi = ins[i], dys[i]
         tested = layer if layers_dt is None else layers_dt[i]  # analytic results from here
         xt, dyt = xi.astype(run.dt), dyi.astype(run.dt)
+        mapped = layer.name not in unmapped
+        rows = (_ref_rows(L, i > 0) if mapped else []) + _fd_rows(L, True)
         try:
             params = _params_of(run, layer)
             before = _checksum(_params_of(run, tested))
             yv = run.call(tested.forward, xt.copy(), where=f"{L}.forward")
+        except CallFailed as e:
+            run.failed(e, L, "isolated", rows)
+            continue
+        if mapped:  # the forward ran: its activation is compared even if backward fails
+            run.add(compare(yv, outs[i], run.t_ref, L, "activation", "reference",
+                            subject="candidate", mode="isolated", group_axis=1))
+        try:
             dx, g = run.call(tested.backward, xt.copy(), dyt.copy(), where=f"{L}.backward")
             after = _checksum(_params_of(run, tested))
         except CallFailed as e:
-            run.add(Check(L, "runs", "protocol", FAIL, "candidate", mode="isolated",
-                          reason=str(e)))
+            run.failed(e, L, "isolated", [r for r in rows if r[1] != "activation"])
             continue
         if after != before:
             run.add(Check(L, "params_unchanged", "checksum", FAIL, "candidate",
                           mode="isolated", reason="forward/backward changed the weights it "
                           "was given (checksum before != after)"))
         g = g or {}
-        mapped = layer.name not in unmapped
         if mapped:
             given_g = {k: v for k, v in g.items() if v is not None}
             gr = layer.to_reference(given_g) if given_g else {}
-            run.add(compare(yv, outs[i], run.t_ref, L, "activation", "reference",
-                            subject="candidate", mode="isolated", group_axis=1))
             rdx, rg = ref_grads[i]
             w = gr.get("w")
             if L == "H1" and w is not None and np.size(w) == rg["w"].size:
@@ -291,8 +325,7 @@ def _isolated(run, layers, x, labels, unmapped, layers_dt=None):
             fd = _own_fd(run, layer, xt.astype(np.float64), dyt.astype(np.float64), params,
                          limit=MAPPED_FD_SAMPLE if mapped else None)
         except CallFailed as e:
-            run.add(Check(L, "runs", "protocol", FAIL, "candidate", mode="isolated",
-                          reason=f"during finite differences: {e}"))
+            run.failed(e, L, "isolated", _fd_rows(L, True), "during finite differences: ")
             continue
         w, fw = g.get("w"), fd.get("w")
         if L == "H1" and w is not None and fw is not None and np.size(w) == 300 \
@@ -340,8 +373,7 @@ def _loss_checks(run, y_out, labels):
         yp = yt.astype(np.float64)
         fd = central_diff(lambda: float(run.call(cand.loss, yp, labels, where="loss")), yp)
     except CallFailed as e:
-        run.add(Check("loss", "runs", "protocol", FAIL, "candidate", mode="isolated",
-                      reason=str(e)))
+        run.failed(e, "loss", "isolated", [("loss", "loss_grad", "self_fd")])
         return
     # the loss gradient if every output were off by 1: the scale of rounding near the target
     run.add(compare(g, fd, run.t_fd, "loss", "loss_grad", "self_fd", subject="candidate",
@@ -349,32 +381,46 @@ def _loss_checks(run, y_out, labels):
 
 
 def _chain(run, layers, x, labels, unmapped, seed):
-    """The candidate fed by itself; directional FD of its own loss for every gradient."""
-    cand, rng = run.cand, np.random.default_rng(seed)
+    """The candidate fed by itself; directional FD of its own loss for every gradient.
+    Each layer is handed numpy arrays (what it returned, as an array), as in isolated mode."""
+    cand = run.cand
 
     def forward_from(i, h):
         for layer in layers[i:]:
-            h = run.call(layer.forward, h, where=f"{layer.name}.forward")
-        return float(run.call(cand.loss, np.asarray(h), labels, where="loss"))
+            h = np.asarray(run.call(layer.forward, h, where=f"{layer.name}.forward"))
+        return float(run.call(cand.loss, h, labels, where="loss"))
 
     try:
         ins, h = [], x
         for layer in layers:
             ins.append(np.asarray(h, dtype=np.float64))
-            h = run.call(layer.forward, h, where=f"{layer.name}.forward")
-        dy = run.call(cand.loss_grad, np.asarray(h), labels, where="loss_grad")
+            h = np.asarray(run.call(layer.forward, h, where=f"{layer.name}.forward"))
+        dy = run.call(cand.loss_grad, h, labels, where="loss_grad")
         grads = [None] * len(layers)
         for i in reversed(range(len(layers))):
-            dx, g = run.call(layers[i].backward, ins[i], dy, where=f"{layers[i].name}.backward")
+            dx, g = run.call(layers[i].backward, ins[i], np.asarray(dy),
+                             where=f"{layers[i].name}.backward")
             grads[i] = (dx, g or {})
             if dx is None and i > 0:
                 raise CallFailed(f"{layers[i].name}.backward", "returned no input gradient, "
                                  "so the chain cannot go on")
             dy = dx
     except CallFailed as e:
-        run.add(Check("all", "runs", "protocol", FAIL, "candidate", mode="chain",
-                      reason=str(e)))
+        run.failed(e, "all", "chain", [r for i, layer in enumerate(layers)
+                                       for r in _fd_rows(layer.name, i > 0)])
         return
+    start = len(run.report.checks)
+    try:
+        _chain_checks(run, layers, x, ins, grads, forward_from, np.random.default_rng(seed))
+    except CallFailed as e:
+        done = {(c.layer, c.quantity) for c in run.report.checks[start:]}
+        rest = [r for i, layer in enumerate(layers) for r in _fd_rows(layer.name, i > 0)
+                if r[:2] not in done]
+        run.failed(e, "all", "chain", rest)
+
+
+def _chain_checks(run, layers, x, ins, grads, forward_from, rng):
+    """Each chain gradient against directional central differences of the total loss."""
     for i, layer in enumerate(layers):
         dx, g = grads[i]
         params = _params_of(run, layer)
@@ -393,14 +439,9 @@ def _chain(run, layers, x, labels, unmapped, seed):
                 v = rng.standard_normal(base.shape)
                 v /= np.linalg.norm(v)
                 h = fd_step(float(np.max(np.abs(base))) if base.size else 0.0)
-                try:
-                    up = _shifted(run, layer, k, params, base, v * h, i, x, forward_from)
-                    down = _shifted(run, layer, k, params, base, -v * h, i, x, forward_from)
-                    fdv.append((up - down) / (2 * h))
-                except CallFailed as e:
-                    run.add(Check(layer.name, "runs", "protocol", FAIL, "candidate",
-                                  mode="chain", reason=str(e)))
-                    return
+                up = _shifted(run, layer, k, params, base, v * h, i, x, forward_from)
+                down = _shifted(run, layer, k, params, base, -v * h, i, x, forward_from)
+                fdv.append((up - down) / (2 * h))
                 proj.append(float(np.sum(a * v)))
             run.add(compare(np.array(proj), np.array(fdv), run.t_fd, layer.name, q,
                             "self_fd", subject="candidate", mode="chain"))

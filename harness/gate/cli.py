@@ -62,7 +62,7 @@ def run(args, console) -> int:
         diff = list(difflib.unified_diff(old.splitlines(), new.splitlines(),
                                          "baseline (old)", "baseline (new)", lineterm=""))
         console.print("\n".join(diff) or "baseline unchanged", highlight=False, markup=False)
-        console.print(f"wrote {path}", highlight=False)
+        console.print(f"wrote {path}", highlight=False, markup=False)
         return 0
 
     for it in items:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from harness.checks.compare import FAIL, NOT_RUN, PASS
 from harness.report.model import Report
@@ -12,6 +13,7 @@ from harness.report.text import (
     CELL_LEGEND,
     SIDE_QUANTITIES,
     cell,
+    column_label,
     grid,
     summary_line,
     verdict_line,
@@ -21,10 +23,12 @@ STYLE = {PASS: "green", FAIL: "bold red", NOT_RUN: "yellow"}
 
 
 def render(report: Report, console: Console | None = None, verbose: bool = False) -> None:
+    """Print the report. Text that comes from a candidate, a path or an exception is never
+    read as rich markup: a message holding "[/x]" is printed as it is."""
     console = console or Console()
     labels, rows = grid(report)
-    table = Table(title=f"verify: {report.candidate} ({report.dtype}, preset {report.preset})",
-                  show_lines=False)
+    table = Table(title=Text(f"verify: {report.candidate} ({report.dtype}, preset "
+                             f"{report.preset})"), show_lines=False)
     table.add_column("layer")
     table.add_column("quantity")
     for lab in labels:
@@ -33,29 +37,52 @@ def render(report: Report, console: Console | None = None, verbose: bool = False
     for layer, quantity, cells in rows:
         statuses = {c.status for c in cells.values()}
         v = FAIL if FAIL in statuses else (PASS if PASS in statuses else NOT_RUN)
-        table.add_row(layer, quantity,
+        table.add_row(Text(layer), Text(quantity),
                       *[_styled(cells.get(lab)) for lab in labels],
-                      f"[{STYLE[v]}]{v.upper().replace('_', ' ')}[/]")
+                      Text(v.upper().replace("_", " "), style=STYLE[v]))
     console.print(table)
-    console.print(CELL_LEGEND, style="dim", highlight=False)
+    console.print(CELL_LEGEND, style="dim", highlight=False, markup=False)
     for section in report.sections.get("console_sections", []):
-        console.print(section)
-    side = [c for c in report.checks if c.quantity in SIDE_QUANTITIES]
-    shown = report.checks if verbose else [
-        c for c in report.checks if c.status != PASS or c in side]
+        if isinstance(section, str):
+            console.print(section, highlight=False, markup=False)
+        else:
+            console.print(section)
+    order = {id(c): k for k, c in enumerate(report.sorted_checks())}
+    shown = sorted((c for c in report.checks if verbose or c.status != PASS
+                    or c.quantity in SIDE_QUANTITIES), key=lambda c: order[id(c)])
     if shown:
         console.print("[bold]checks[/]" if verbose else "[bold]integrity, failed and not-run "
                       "checks[/] (-v for all)")
-    for c in sorted(shown, key=lambda c: report.sorted_checks().index(c)):
-        for i, line in enumerate(verdict_line(c)):
-            console.print(f"[{STYLE[c.status]}]{line}[/]" if i == 0 else line,
-                          highlight=False, markup=False if i else True)
+    for lines, status in _verdict_blocks(shown):
+        for i, line in enumerate(lines):
+            console.print(line, style=STYLE[status] if i == 0 else None, highlight=False,
+                          markup=False)
     for note in report.notes:
-        console.print(f"note: {note}", highlight=False)
-    console.print(f"[{STYLE[report.verdict]}]{summary_line(report)}[/]", highlight=False)
+        console.print(f"note: {note}", highlight=False, markup=False)
+    console.print(summary_line(report), style=STYLE[report.verdict], highlight=False,
+                  markup=False)
 
 
-def _styled(c) -> str:
+def _verdict_blocks(checks):
+    """(lines, status) per check, in order; NOT RUN checks that share one reason (all that
+    a failed call would have fed) become one line listing them, at the first one's place."""
+    by_reason: dict[str, list] = {}
+    for c in checks:
+        if c.status == NOT_RUN:
+            by_reason.setdefault(c.reason, []).append(c)
+    for c in checks:
+        group = by_reason.get(c.reason, []) if c.status == NOT_RUN else []
+        if len(group) < 2:
+            yield verdict_line(c), c.status
+        elif group[0] is c:
+            by_label: dict[str, list[str]] = {}
+            for g in group:
+                by_label.setdefault(column_label(g), []).append(f"{g.layer} {g.quantity}")
+            names = "; ".join(f"{lab}: {', '.join(v)}" for lab, v in by_label.items())
+            yield [f"NOT RUN {len(group)} checks, {names}", f"        {c.reason}"], NOT_RUN
+
+
+def _styled(c) -> Text | str:
     if c is None:
         return ""
-    return f"[{STYLE[c.status]}]{cell(c)}[/]"
+    return Text(cell(c), style=STYLE[c.status])

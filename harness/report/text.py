@@ -58,8 +58,9 @@ def cell(c: Check | None) -> str:
         return ""
     if c.status == NOT_RUN:
         return "NOT RUN"
-    if c.reason and c.n == 0:
-        return f"{MARK[c.status]} ({c.reason[:24]})"
+    if c.reason and c.n == 0:  # no values compared: the reason, short (the detail is below)
+        short = "wrong shape" if c.reason.startswith("shape ") else c.reason
+        return f"{MARK[c.status]} ({short if len(short) <= 24 else short[:23] + '…'})"
     return f"{MARK[c.status]} {fmt(c.max_rel)} ({c.ratio:.0e})"
 
 

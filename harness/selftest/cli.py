@@ -122,7 +122,8 @@ def run(args, console) -> int:
     console.print(c)
     for s in res.clean:
         for line in s.failed[:10]:
-            console.print(f"  false alarm ({s.impl} {s.dtype}): {line}", highlight=False)
+            console.print(f"  false alarm ({s.impl} {s.dtype}): {line}", highlight=False,
+                          markup=False)
         if len(s.failed) > 10:
             console.print(f"  ... {len(s.failed) - 10} more ({s.impl} {s.dtype})")
     console.print(f"false alarms: {res.false_alarms}; largest clean error: "
@@ -142,7 +143,7 @@ def run(args, console) -> int:
                 report_files.write_atomic(path, text())
             except report_files.ReportWriteError as e:
                 raise UsageError(str(e)) from None
-            console.print(f"wrote {path}", highlight=False)
+            console.print(f"wrote {path}", highlight=False, markup=False)
     ok = res.passed
     console.print("selftest: " + ("[green]PASS[/]" if ok else "[red]FAIL[/]"))
     return 0 if ok else 1

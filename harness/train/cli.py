@@ -3,6 +3,7 @@
     verify train --data ../shared/data/usps                     # paper preset, SDLM, 23 passes
     verify train --preset karpathy --optimizer sgd --out runs/k
     verify train --out runs/p --resume                          # continue after a crash
+    verify train --out runs/p --overwrite                       # start runs/p over
     verify train --seeds 5                                      # 5 seeds in parallel (joblib)
     python -m harness.train.cli --regenerate-reports            # everything in reports/train/
 
@@ -13,12 +14,18 @@ report.md, results.json and PNGs into --out.
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import sys
 from pathlib import Path
 
-from harness.train.checkpoint import CheckpointError
+from harness.train.checkpoint import STATE_FILE, CheckpointError
 
 DEFAULT_OPTIMIZER = {"paper": "sdlm", "karpathy": "sgd"}
+# what one run writes into --out besides checkpoint/ (harness.train.report.write_run_report
+# and harness.train.loop.train); --overwrite removes them before starting again
+RUN_FILES = ("report.md", "results.json", "curves.png", "rejection.png", "confusion.png",
+             "params_final.npz")
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -59,6 +66,9 @@ def _add_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue from the checkpoint in --out, with its settings; options "
                    "given again must agree with them, except --passes, which may extend it")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start a new run in an --out that holds another run's checkpoint, "
+                   "replacing it (without it such a folder is refused)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -90,24 +100,101 @@ def _config(args, saved: dict | None = None):
                        hessian_patterns=base.get("hessian_patterns", 500), **rates).resolved()
 
 
-def _saved_config(args) -> dict | None:
-    """The settings stored in --out's checkpoint (for --resume); None without --resume."""
-    import json
+def _state_path(out: Path) -> Path:
+    return out / "checkpoint" / STATE_FILE
+
+
+def _saved_state(args) -> dict | None:
+    """The checkpoint state in --out (for --resume), checked field by field; None without
+    --resume. ValueError (naming the file) when there is none or it cannot be used."""
+    from harness.train.loop import check_saved_state
 
     if not args.resume:
         return None
     if args.out is None:
         raise ValueError("--resume needs --out, the folder of the run to continue")
-    from harness.train.checkpoint import STATE_FILE
-
-    state = Path(args.out) / "checkpoint" / STATE_FILE
+    state = _state_path(Path(args.out))
     if not state.exists():
         raise ValueError(f"--resume: no checkpoint at {state}; nothing to continue (run "
                          "without --resume to start a new run there)")
     try:
-        return json.loads(state.read_text())["config"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        doc = json.loads(state.read_text())
+    except (OSError, ValueError) as e:
         raise ValueError(f"{state}: not a readable checkpoint ({e})") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{state}: not a readable checkpoint (a JSON {type(doc).__name__}, "
+                         "not an object)")
+    check_saved_state(doc, state)
+    return doc
+
+
+def _what_checkpoint(out: Path) -> str:
+    """'a checkpoint after pass 3 of 10', as far as out's checkpoint state can be read."""
+    try:
+        doc = json.loads(_state_path(out).read_text())
+        return f"a checkpoint after pass {doc['pass_index']} of {doc['config']['passes']}"
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"a checkpoint that cannot be read ({e})"
+
+
+def _check_out(args, out: Path, cfg, saved: dict | None) -> None:
+    """Refuse (ValueError) to start over a run's checkpoint without --overwrite, and to
+    resume with fewer --passes than the checkpoint has completed."""
+    if args.overwrite and args.resume:
+        raise ValueError("--resume continues the run in --out and --overwrite replaces it; "
+                         "give one of them")
+    state = _state_path(out)
+    if not args.resume and not args.overwrite and state.exists():
+        raise ValueError(f"{out} already holds a run: {_what_checkpoint(out)} ({state}). "
+                         f"Give --resume to continue it, or --overwrite to start again there "
+                         f"(replacing it); nothing was changed")
+    done = saved["pass_index"] if saved else 0
+    if args.passes is not None and args.passes < done:
+        raise ValueError(f"{out}: its checkpoint has completed {done} passes and --passes "
+                         f"{args.passes} asks for fewer; a run cannot be shortened (give "
+                         f"--passes {done} or more, or another --out); nothing was changed")
+
+
+def _already_complete(saved: dict | None, out: Path, cfg) -> bool:
+    """The checkpoint has all cfg.passes and the reports in `out` are of exactly that run."""
+    if saved is None or saved["pass_index"] != cfg.passes:
+        return False
+    try:
+        res = json.loads((out / "results.json").read_text())
+        fresh = (res["records"] == saved["records"] and res["config"] == cfg.to_dict()
+                 and (out / "report.md").stat().st_size > 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return fresh and (out / "params_final.npz").exists()
+
+
+def _clear_run(out: Path) -> None:
+    """--overwrite: remove the old run's checkpoint (its state first) and outputs."""
+    ckpt = out / "checkpoint"
+    _state_path(out).unlink(missing_ok=True)
+    for old in ckpt.glob("params-*.npz"):
+        old.unlink(missing_ok=True)
+    for name in RUN_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
+def _resume_command(args, out: Path) -> str:
+    cmd = ["verify", "train", "--resume", "--out", str(out)]
+    if args.data is not None:
+        cmd += ["--data", str(args.data)]
+    return shlex.join(cmd)
+
+
+def _interrupted(args, out: Path) -> int:
+    """Ctrl-C: say what the checkpoint holds and the command that continues it; 130."""
+    if _state_path(out).exists():
+        msg = (f"interrupted; files already written are complete; {out} holds "
+               f"{_what_checkpoint(out)}. To continue: {_resume_command(args, out)}")
+    else:
+        msg = (f"interrupted before the first pass ended; {out} holds no checkpoint, so "
+               "there is nothing to resume: run the same command again to start over")
+    print(f"verify train: {msg}", file=sys.stderr)
+    return 130
 
 
 def _progress(disabled: bool, console=None):
@@ -127,24 +214,41 @@ def _progress(disabled: bool, console=None):
 
 
 def run(args, console=None) -> int:
-    """Exit code: 0 done, 2 bad input (message on stderr). `console`: harness.cli's."""
+    """Exit code: 0 done, 2 bad input (message on stderr), 130 interrupted (Ctrl-C).
+    `console`: harness.cli's."""
     try:
-        cfg = _config(args, _saved_config(args))
+        saved = _saved_state(args)
+        cfg = _config(args, saved and saved["config"])
         if args.seeds < 1:
             raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
         if args.jobs == 0 or args.jobs < -1:
             raise ValueError(f"--jobs must be >= 1, or -1 for every core; got {args.jobs}")
         if args.seeds > 1 and args.resume:
             raise ValueError("--resume works on a single run, not with --seeds")
+        out = Path(args.out or f"runs/train-{cfg.preset}-{cfg.optimizer}")
+        if args.seeds == 1:
+            _check_out(args, out, cfg, saved)
+        if _already_complete(saved, out, cfg):
+            print(f"train: {out} is already complete ({_what_checkpoint(out)}) and its "
+                  f"report is up to date; nothing to do (a larger --passes extends it)")
+            return 0
         from harness.data import load_usps
 
         data = load_usps(args.data)
     except (ValueError, OSError) as e:
         print(f"verify train: {e}", file=sys.stderr)
         return 2
-    out = Path(args.out or f"runs/train-{cfg.preset}-{cfg.optimizer}")
     if args.seeds > 1:
         return _run_seeds(cfg, data, args, out)
+    if args.overwrite:
+        _clear_run(out)
+    try:
+        return _run_one(cfg, data, args, out, console)
+    except KeyboardInterrupt:
+        return _interrupted(args, out)
+
+
+def _run_one(cfg, data, args, out: Path, console) -> int:
     from harness.train.loop import format_record, train
     from harness.train.report import write_run_report
 

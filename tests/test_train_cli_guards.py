@@ -1,0 +1,175 @@
+"""`verify train` guards on --out: an existing run is never silently replaced or rewritten,
+a resumed run is never shortened, a hand-edited checkpoint is named field by field, and
+Ctrl-C says how to continue. Small runs: 20 real digits, SGD, one or two passes."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+pytestmark = pytest.mark.data
+
+
+def _train(usps_dir, out, *extra):
+    return main(["train", "--data", str(usps_dir), "--train-limit", "20", "--optimizer", "sgd",
+                 "--out", str(out), "--no-progress", *extra])
+
+
+def _snapshot(folder: Path) -> dict:
+    """Every file under `folder`: its bytes and mtime."""
+    return {str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _said(capsys) -> str:
+    cap = capsys.readouterr()
+    return " ".join((cap.out + cap.err).split())
+
+
+def _state(out: Path) -> dict:
+    return json.loads((out / "checkpoint" / "checkpoint.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def finished(usps_dir, tmp_path_factory):
+    """A finished 2-pass run; tests copy it before touching it."""
+    out = tmp_path_factory.mktemp("finished") / "run"
+    assert _train(usps_dir, out, "--passes", "2") == 0
+    return out
+
+
+@pytest.fixture
+def run2(finished, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    return out
+
+
+# Bug 1: a new run into a folder holding a checkpoint replaced it silently.
+def test_new_run_over_a_checkpoint_is_refused(usps_dir, run2, capsys):
+    before = _snapshot(run2)
+    capsys.readouterr()
+    assert _train(usps_dir, run2, "--passes", "1") == 2
+    msg = _said(capsys)
+    assert str(run2) in msg and "a checkpoint after pass 2 of 2" in msg, msg
+    assert "--resume" in msg and "--overwrite" in msg, msg
+    assert _snapshot(run2) == before
+    assert _train(usps_dir, run2, "--passes", "1", "--resume", "--overwrite") == 2
+    assert _snapshot(run2) == before
+
+
+def test_overwrite_replaces_the_old_run(usps_dir, run2):
+    assert _train(usps_dir, run2, "--passes", "1", "--seed", "3", "--overwrite") == 0
+    state = _state(run2)
+    assert state["pass_index"] == 1 and state["config"]["seed"] == 3
+    res = json.loads((run2 / "results.json").read_text())
+    assert res["config"]["passes"] == 1 and res["records"][-1]["pass"] == 1
+    assert [p.name for p in (run2 / "checkpoint").glob("params-*.npz")] == ["params-0001.npz"]
+
+
+# Bug 2: --resume --passes 3 on a finished 10-pass run rewrote the reports as "3 passes".
+def test_resume_with_fewer_passes_is_refused(usps_dir, run2, capsys):
+    before = _snapshot(run2)
+    capsys.readouterr()
+    assert _train(usps_dir, run2, "--passes", "1", "--resume") == 2
+    msg = _said(capsys)
+    assert str(run2) in msg and "completed 2 passes" in msg and "--passes 1" in msg, msg
+    assert _snapshot(run2) == before
+
+
+@pytest.mark.parametrize("passes", [["--passes", "2"], []])
+def test_resume_of_a_complete_run_changes_nothing(usps_dir, run2, capsys, passes):
+    before = _snapshot(run2)
+    capsys.readouterr()
+    assert main(["train", "--data", str(usps_dir), "--resume", "--out", str(run2),
+                 "--no-progress", *passes]) == 0
+    assert "already complete" in _said(capsys)
+    assert _snapshot(run2) == before
+
+
+def test_resume_of_a_complete_run_rewrites_a_missing_report(usps_dir, run2):
+    ckpt = _snapshot(run2 / "checkpoint")
+    (run2 / "report.md").unlink()
+    assert _train(usps_dir, run2, "--resume") == 0
+    assert "2 passes" in (run2 / "report.md").read_text()
+    assert _snapshot(run2 / "checkpoint") == ckpt
+
+
+# Bug 3: config.seed = "zero" gave "internal error: TypeError: SeedSequence expects int".
+@pytest.mark.parametrize("field, value, expected", [
+    ("seed", "zero", "an int >= 0"),
+    ("seed", -1, "an int >= 0"),
+    ("passes", 2.5, "an int >= 1"),
+    ("train_limit", 0, "an int >= 1, or null"),
+    ("holdout", True, "an int >= 0"),
+    ("preset", "lenet5", "'paper' or 'karpathy'"),
+    ("lr", "fast", "a number > 0"),
+    ("lr", None, "a number > 0"),
+    ("dtype", "float16", "'float64' or 'float32'"),
+    ("hessian_patterns", None, "an int >= 1"),
+])
+def test_bad_checkpoint_config_is_named(usps_dir, run2, capsys, field, value, expected):
+    state_file = run2 / "checkpoint" / "checkpoint.json"
+    doc = _state(run2)
+    doc["config"][field] = value
+    state_file.write_text(json.dumps(doc))
+    before = _snapshot(run2)
+    capsys.readouterr()
+    assert _train(usps_dir, run2, "--resume", "--passes", "3") == 2
+    msg = _said(capsys)
+    assert "internal error" not in msg, msg
+    assert str(state_file) in msg and f"config.{field}" in msg and expected in msg, msg
+    assert f"found {value!r}" in msg, msg
+    assert _snapshot(run2) == before
+
+
+def test_bad_checkpoint_pass_index_is_named(usps_dir, run2, capsys):
+    doc = _state(run2)
+    doc["pass_index"] = 7  # more than config.passes
+    (run2 / "checkpoint" / "checkpoint.json").write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert _train(usps_dir, run2, "--resume", "--passes", "9") == 2
+    msg = _said(capsys)
+    assert "checkpoint.json" in msg and "pass_index" in msg and "found 7" in msg, msg
+
+
+# Bug 4: Ctrl-C said "files already written are complete" but not how to continue.
+def test_interrupt_names_the_resume_command(usps_dir, tmp_path, capsys, monkeypatch):
+    import harness.train.loop as loop
+
+    out = tmp_path / "int"
+
+    def ctrl_c(record):  # the CLI prints pass 1's records after its checkpoint
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(loop, "format_record", ctrl_c)
+        assert _train(usps_dir, out, "--passes", "2") == 130
+    msg = _said(capsys)
+    cmd = shlex.join(["verify", "train", "--resume", "--out", str(out), "--data",
+                      str(usps_dir)])
+    assert cmd in msg and "after pass 1 of 2" in msg, msg
+    assert _state(out)["pass_index"] == 1
+    assert main(shlex.split(cmd)[1:] + ["--no-progress"]) == 0
+    assert _state(out)["pass_index"] == 2 and (out / "report.md").exists()
+
+
+def test_interrupt_before_the_first_checkpoint_says_nothing_to_resume(
+        usps_dir, tmp_path, capsys, monkeypatch):
+    import harness.train.loop as loop
+
+    def ctrl_c(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(loop.Runner, "step", ctrl_c)
+    out = tmp_path / "early"
+    assert _train(usps_dir, out, "--passes", "1") == 130
+    msg = _said(capsys)
+    assert "no checkpoint" in msg and "--resume" not in msg, msg
+    assert not (out / "checkpoint" / "checkpoint.json").exists()
