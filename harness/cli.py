@@ -197,13 +197,39 @@ def run_verify(args, console) -> int:
                                  timeout=args.timeout, progress=update, seed=args.seed,
                                  dtype=args.dtype)
     report.notes.append(f"checks took {time.perf_counter() - t0:.1f} s")
+    code = exit_code(report)
+    report.sections["exit_code"] = code  # in the JSON, so a reader tells bad input from a fault
     emit(report, args, console)
-    if any(c.quantity == "load" and not c.ok for c in report.checks):
-        return EXIT_USAGE  # the candidate could not even be loaded: bad input
-    if not any(c.ok for c in report.checks):
+    if code == EXIT_FAIL and not any(c.ok for c in report.checks):
         console.print("no check could run: nothing was verified", highlight=False)
-        return EXIT_FAIL  # NOT RUN is never a pass
+    return code
+
+
+def exit_code(report) -> int:
+    """2 when the candidate could not be loaded (bad input), 1 when a check failed or none
+    passed (NOT RUN is never a pass), else 0."""
+    if any(c.quantity == "load" and not c.ok for c in report.checks):
+        return EXIT_USAGE
+    if not any(c.ok for c in report.checks):
+        return EXIT_FAIL
     return EXIT_PASS if report.verdict == "pass" else EXIT_FAIL
+
+
+def check_output_paths(args) -> None:
+    """Refuse, before any work, an empty report path or two reports sent to one file."""
+    given = [(f"--{flag}", getattr(args, flag, None)) for flag in ("json", "markdown", "html",
+                                                                  "junit")]
+    given = [(flag, path) for flag, path in given if path is not None]
+    for flag, path in given:
+        if not path.strip():
+            raise UsageError(f"{flag}: an empty path; give a file name")
+    seen: dict[str, str] = {}
+    for flag, path in given:
+        real = os.path.realpath(path)
+        if real in seen:
+            raise UsageError(f"{seen[real]} and {flag} both write {path}; give each report "
+                             "its own file")
+        seen[real] = flag
 
 
 def emit(report, args, console) -> None:
@@ -241,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_output_paths(args)
         if args.command is None:
             return run_verify(args, console)
         return args.run(args, console)

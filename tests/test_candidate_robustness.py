@@ -173,3 +173,24 @@ def build(seed=0):
     assert {(c.layer, c.quantity) for c in vs_ref} == {
         ("H2", "weight_grad"), ("H2", "bias_grad"), ("H2", "input_grad")}
     assert all("float32 precision" in c.hint for c in vs_ref), [c.hint for c in vs_ref]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--json", ""], "--json: an empty path"),
+    (["--json", "{d}/r.out", "--markdown", "{d}/r.out"], "--json and --markdown both write"),
+])
+def test_report_paths_are_checked_before_any_work(args, words, tmp_path, capsys):
+    rc = main([a.format(d=tmp_path) for a in args] + ["--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 2 and words in out
+    assert "checks took" not in out  # refused before running anything
+    assert not (tmp_path / "r.out").exists()
+
+
+def test_the_json_says_which_exit_code_verify_returned(tmp_path, no_data):
+    for ref, code in ((f"{FIX}/good_reference.py:build", 0), (f"{FIX}/bad_raises.py:build", 1),
+                      (f"{tmp_path}/missing.py:build", 2)):
+        js = tmp_path / "r.json"
+        assert main(["--candidate", ref, "--samples", "1", "--json", str(js),
+                     "--no-progress"]) == code
+        assert json.loads(js.read_text())["exit_code"] == code

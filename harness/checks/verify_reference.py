@@ -5,6 +5,9 @@ For each layer L in H1, H2, H3, out, and each quantity:
     weight_grad  dE/dL.w:  twin vs reference, reference vs FD, twin vs FD
     bias_grad    dE/dL.b:  the same three
     input_grad   dE/d(input of L): the same three
+and the loss, a layer too, at the reference's output y:
+    activation   E:        twin vs reference
+    loss_grad    dE/dy:    twin vs reference, reference vs FD, twin vs FD
 FD is always the float64 reference's own forward (harness/checks/finite_diff.py). Both nets are
 built from one Params by value; that the Params was left unchanged is a check too.
 """
@@ -16,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from harness.checks.compare import FAIL, PASS, Check, compare
-from harness.checks.finite_diff import fd_entry_count, reference_fd
+from harness.checks.finite_diff import central_diff, fd_entry_count, reference_fd
 from harness.checks.tolerance import tolerance_for
 from reference.numpy_net import NumpyNet
 from reference.params import LAYERS, Params
@@ -98,9 +101,29 @@ def run_reference_checks(spec, params: Params, x, labels, dtype=np.float64,
             checks.append(compare(a_twin, a_fd, t_fd, L, q, "finite_diff", subject="twin",
                                   **kw))
 
+    checks += _loss_checks(ref, ref64, twin, act_ref["out"], labels, t_twin, t_fd)
     after = params.checksum()
     c = Check("all", "params_unchanged", "checksum", subject="shared parameters")
     c.status = PASS if after == before else FAIL
     c.reason = "" if c.ok else "the shared parameter set changed during the run"
     checks.append(c)
     return checks
+
+
+def _loss_checks(ref, ref64, twin, y, labels, t_twin, t_fd) -> list[Check]:
+    """E and dE/dy of both nets at the reference's output y; FD of the float64 loss."""
+    y64 = np.array(y, dtype=np.float64)
+    dy_fd = central_diff(lambda: ref64.loss.value(y64, labels), y64)
+    dy_ref, dy_twin = ref.loss.grad(y, labels), twin.loss_grad(y, labels)
+    # dE/dy if every output were off its target by 1: the scale of rounding near the target
+    kw = dict(mode="chain", signal_scale=2.0 / y64.size)
+    return [
+        compare(np.array([twin.loss(y, labels)]), np.array([ref.loss.value(y, labels)]),
+                t_twin, "loss", "activation", "twin", subject="reference", mode="chain"),
+        compare(dy_twin, dy_ref, t_twin, "loss", "loss_grad", "twin", subject="reference",
+                **kw),
+        compare(dy_ref, dy_fd, t_fd, "loss", "loss_grad", "finite_diff", subject="reference",
+                **kw),
+        compare(dy_twin, dy_fd, t_fd, "loss", "loss_grad", "finite_diff", subject="twin",
+                **kw),
+    ]
