@@ -69,16 +69,19 @@ def validate(x: np.ndarray, y: np.ndarray, name: str, expect_count: int | None) 
         raise DataError(f"{name}: expected {expect_count} digits, found {x.shape[0]}")
     bad = np.flatnonzero((y < 0) | (y > 9))
     if bad.size:
-        raise DataError(f"{name}: labels must be 0..9; digit {bad[0]} has label {y[bad[0]]}")
+        raise DataError(f"{name}: labels must be 0..9; digit {bad[0]} (counting from 0) has "
+                        f"label {y[bad[0]]}")
     flat = x.reshape(x.shape[0], -1)
     nan_rows = np.flatnonzero(np.isnan(flat).any(axis=1))
     if nan_rows.size:
-        raise DataError(f"{name}: digit {nan_rows[0]} holds NaN values ({nan_rows.size} such)")
+        raise DataError(f"{name}: digit {nan_rows[0]} (counting from 0) holds NaN values "
+                        f"({nan_rows.size} such)")
     out = np.abs(flat) > 1 + RANGE_TOL
     if out.any():
         i = int(np.flatnonzero(out.any(axis=1))[0])
         worst = flat[i][np.argmax(np.abs(flat[i]))]
-        raise DataError(f"{name}: values must lie in [-1, 1]; digit {i} has {worst:.6g}")
+        raise DataError(f"{name}: values must lie in [-1, 1]; digit {i} (counting from 0) "
+                        f"has {worst:.6g}")
 
 
 # ---------------------------------------------------------------- text layout
@@ -141,7 +144,8 @@ def read_text(path: str | Path, *, expect_count: int | None = None) -> tuple[np.
     labels = values[:, 0]
     if not np.all(labels == np.round(labels)):
         i = int(np.flatnonzero(labels != np.round(labels))[0])
-        raise DataError(f"{path}: digit {i} has label {labels[i]:g}; expected a whole number")
+        raise DataError(f"{path}: digit {i} (counting from 0) has label {labels[i]:g}; "
+                        "expected a whole number")
     x = np.ascontiguousarray(values[:, 1:]).reshape(-1, 1, SIDE, SIDE)
     y = labels.astype(np.int64)
     validate(x, y, str(path), expect_count)

@@ -210,10 +210,10 @@ def test_non_numeric_value_names_line(tmp_path):
 @pytest.mark.parametrize(
     "position, token, message",
     [
-        (0, "10.0000", r"labels must be 0\.\.9; digit 1 has label 10"),
-        (0, "2.5000", r"digit 1 has label 2\.5; expected a whole number"),
-        (7, "1.5000", r"values must lie in \[-1, 1\]; digit 1 has 1\.5"),
-        (7, "nan", r"digit 1 holds NaN"),
+        (0, "10.0000", r"labels must be 0\.\.9; digit 1 \(counting from 0\) has label 10"),
+        (0, "2.5000", r"digit 1 \(counting from 0\) has label 2\.5; expected a whole number"),
+        (7, "1.5000", r"values must lie in \[-1, 1\]; digit 1 \(counting from 0\) has 1\.5"),
+        (7, "nan", r"digit 1 \(counting from 0\) holds NaN"),
     ],
 )
 def test_bad_values_in_text(tmp_path, position, token, message):

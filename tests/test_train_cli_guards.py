@@ -173,3 +173,14 @@ def test_interrupt_before_the_first_checkpoint_says_nothing_to_resume(
     msg = _said(capsys)
     assert "no checkpoint" in msg and "--resume" not in msg, msg
     assert not (out / "checkpoint" / "checkpoint.json").exists()
+
+
+def test_train_limit_beyond_the_training_set_is_refused(usps_dir, tmp_path, capsys):
+    from harness.cli import main
+
+    rc = main(["train", "--data", str(usps_dir), "--train-limit", "100000", "--passes", "1",
+               "--out", str(tmp_path / "run"), "--no-progress"])
+    assert rc == 2
+    assert "--train-limit must be between 1 and the 7291 training digits" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

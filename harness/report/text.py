@@ -77,8 +77,9 @@ def verdict_line(c: Check) -> list[str]:
     lines = [f"{head}  max abs {fmt(c.max_abs)}  max rel {fmt(c.max_rel)}  {used}"]
     if c.status == FAIL:
         pct = 100.0 * c.n_fail / max(c.n, 1)
+        share = f"{pct:.1f}%" if pct >= 0.1 or pct == 0 else f"{pct:.2g}%"  # 1 of 2400: 0.042%
         lines.append(f"        shape {tuple(c.shape)}; {c.n_fail} of {c.n} entries outside "
-                     f"tolerance ({pct:.1f}%)" + (f"; {c.reason}" if c.reason else ""))
+                     f"tolerance ({share})" + (f"; {c.reason}" if c.reason else ""))
         if c.worst_index is not None:
             lines.append(f"        worst at {tuple(c.worst_index)}: obtained "
                          f"{c.worst_obtained:.6e}, expected {c.worst_expected:.6e}")

@@ -235,6 +235,9 @@ def run(args, console=None) -> int:
         from harness.data import load_usps
 
         data = load_usps(args.data)
+        if cfg.train_limit is not None and not 1 <= cfg.train_limit <= len(data.train_y):
+            raise ValueError(f"--train-limit must be between 1 and the {len(data.train_y)} "
+                             f"training digits of {data.source}; got {cfg.train_limit}")
     except (ValueError, OSError) as e:
         print(f"verify train: {e}", file=sys.stderr)
         return 2
