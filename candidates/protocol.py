@@ -16,10 +16,15 @@ Each layer:
     get_params() / set_params({"w": ..., "b": ...}) in the candidate's own layout
     from_reference({"w", "b"}) -> own layout   (only when maps_to is set)
     to_reference({"w", "b"})   -> reference layout (for gradients; only when maps_to is set)
+The reference layout of every parameter (shapes, axis order, H2's kernels in the row order
+of its table, cross-correlation kernels with no flip) is in reference/params.py's docstring.
+A gradient of a batch is the sum over its patterns. A mapping that raises or returns the
+wrong thing is a finding at that layer, never a reason to skip its comparisons.
 
 The network:
     name, spec (a reference.spec.NetSpec describing its declared choices, or None),
     layers (in forward order), loss(y, labels) -> float, loss_grad(y, labels) -> dE/dy.
+    `labels` are integer class indices 0..9, shape (N,); targets come from the spec.
 """
 
 from __future__ import annotations

@@ -77,9 +77,21 @@ def run_verify(candidate, samples: int = 1, *, preset: str = "paper", seed: int 
 
 
 def failure_text(report: Report) -> str:
+    """The summary, the origins (where each fault is made) first, then every other check
+    that did not pass (what the origins spread to, and what could not run)."""
+    from harness.checks.localize import origins, summarize
+
     lines = [summary_line(report)]
+    first = origins(report)
+    if first:
+        s = summarize(report)
+        lines.append(f"origins: first in forward order {s['first_origin_forward']}, in "
+                     f"backward order {s['first_origin_backward']}")
+        for c in first:
+            lines += verdict_line(c)
+        lines.append("other checks that did not pass (spread from the origins, or not run):")
     for c in report.sorted_checks():
-        if c.status != PASS:
+        if c.status != PASS and c not in first:
             lines += verdict_line(c)
     return "\n".join(lines)
 

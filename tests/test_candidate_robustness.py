@@ -194,3 +194,64 @@ def test_the_json_says_which_exit_code_verify_returned(tmp_path, no_data):
         assert main(["--candidate", ref, "--samples", "1", "--json", str(js),
                      "--no-progress"]) == code
         assert json.loads(js.read_text())["exit_code"] == code
+
+
+# ---- a user's own net (tests/fixtures/candidates/user_net*.py, from a new-user pass) ----
+USER = f"{FIX}/user_net.py"
+MAPBUGS = f"{FIX}/user_net_mapbugs.py"
+
+
+def _failing(report):
+    return {(c.layer, c.quantity) for c in report.checks if c.status == FAIL}
+
+
+def test_the_users_own_net_passes():
+    r = check_on_synthetic(f"{USER}:build")
+    assert r.verdict == "pass", _failing(r)
+
+
+@pytest.mark.parametrize("builder, words", [
+    ("build_from_ref_indexerror", "H2.from_reference: raised IndexError"),
+    ("build_from_ref_valueerror", "H2.from_reference: raised ValueError"),
+    ("build_to_ref_raises", "H2.to_reference: raised IndexError"),
+])
+def test_a_broken_declared_mapping_is_a_finding_never_a_silent_pass(builder, words):
+    r = check_on_synthetic(f"{MAPBUGS}:{builder}")
+    assert r.verdict == "fail"
+    runs = [c for c in origins(r) if (c.layer, c.quantity) == ("H2", "runs")]
+    assert runs and words in runs[0].reason, [c.reason for c in origins(r)]
+    assert "user_net_mapbugs.py:" in runs[0].reason  # the line of the user's file
+
+
+def test_sampled_fd_reports_the_tensors_own_coordinates():
+    """H2's gradient leaks into the weights its table leaves out (the user's own (12, 12, 5, 5)
+    layout): the sampled own-FD check names real kernels and says why."""
+    r = check_on_synthetic(f"{USER}:build_h2_dw_unmasked")
+    c = next(c for c in r.checks if (c.layer, c.quantity, c.against) ==
+             ("H2", "weight_grad", "self_fd") and c.mode == "isolated")
+    assert c.status == FAIL and len(c.worst_index) == 4  # (12, 12, 5, 5), not the sample
+    assert set(c.failing_groups) <= set(range(12)) and c.n < 12 * 12 * 25
+    assert c.max_rel == float("inf") and "should be ~0" in c.hint
+
+
+def test_chain_checks_do_not_call_directions_maps():
+    r = check_on_synthetic(f"{USER}:build_loss_sum")
+    chain = [c for c in r.checks if c.mode == "chain" and c.status == FAIL]
+    assert chain and all(c.failing_groups == [] for c in chain)
+    assert all("random directions" in c.reason for c in chain)
+
+
+def test_a_self_consistent_layer_that_differs_from_the_reference_points_at_its_mapping():
+    r = check_on_synthetic(f"{USER}:build_h3_map_not_transposed")
+    assert {layer for layer, _ in _failing(r)} == {"H3"}
+    ref = [c for c in r.checks if c.layer == "H3" and c.against == "reference"]
+    assert ref and all("from_reference/to_reference" in c.hint for c in ref)
+
+
+def test_plugin_failure_text_names_the_origin_before_the_spread():
+    from harness.pytest_plugin import failure_text
+
+    text = failure_text(check_on_synthetic(f"{USER}:build_h2_dx_no_flip")).split("\n")
+    assert text[1] == ("origins: first in forward order H2 input_grad, in backward order "
+                       "H2 input_grad")
+    assert text[2].startswith("FAIL    H2   input_grad")

@@ -98,7 +98,7 @@ def test_junit_counts_failures_and_skips_with_verdict_lines():
     w = failures["verify.H1 weight_grad candidate vs reference [isolated]"]
     lines = verdict_line(r.checks[0])
     assert w.get("message") == lines[0] and w.text == "\n".join(lines)
-    assert "failing maps/rows (leading index): 3" in w.text
+    assert "failing maps/rows: 3" in w.text
     (sk,) = [tc.find("skipped") for tc in root.iter("testcase") if tc.find("skipped") is not None]
     assert sk.get("message") == "the candidate's layer returned no dx"
 
@@ -243,7 +243,7 @@ def test_plugin_reports_a_faulty_candidate_object_and_fails_with_verdict_lines(r
     with pytest.raises(pytest.fail.Exception) as e:
         assert_verified(report)
     assert "FAIL    H1   weight_grad" in str(e.value)
-    assert "failing maps/rows (leading index): 5" in str(e.value)
+    assert "failing maps/rows: 5" in str(e.value)
     assert_verified(ref_report)  # every check passed: no failure
 
 
@@ -270,3 +270,217 @@ def test_plugin_loads_with_dash_p(tmp_path):
     assert p.returncode == 1, out
     assert "1 failed, 1 passed" in out
     assert "FAIL    H3   bias_grad" in out and "1 of 2 entries outside tolerance" in out
+
+
+# ------------------------------------------------------------------- report structure
+
+
+class Tables(HTMLParser):
+    """Every <table> of a page as rows of cell texts, keyed by the <h2> above it."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.tables: list[tuple[str, list[list[str]]]] = []
+        self.h2, self._in_h2, self._cell = "", False, None
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "h2":
+            self._in_h2, self.h2 = True, ""
+        elif tag == "table":
+            self.tables.append((self.h2, []))
+        elif tag == "tr" and self.tables:
+            self.tables[-1][1].append([])
+        elif tag in ("td", "th"):
+            self._cell = ""
+
+    def handle_endtag(self, tag):
+        if tag == "h2":
+            self._in_h2 = False
+        elif tag in ("td", "th") and self._cell is not None:
+            self.tables[-1][1][-1].append(self._cell.strip())
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._in_h2:
+            self.h2 += data
+        if self._cell is not None:
+            self._cell += data
+
+    def under(self, heading: str) -> list[list[str]]:
+        return next(rows for h2, rows in self.tables if h2.startswith(heading))
+
+
+@pytest.fixture(scope="module")
+def loss_x10_report() -> Report:
+    """A real candidate run (the reference behind user wrappers) whose loss gradient is 10x
+    too large: one origin, loss loss_grad, with the hint "x10"."""
+    sys.path.insert(0, str(ROOT / "tests" / "fixtures" / "candidates"))
+    try:
+        from _wrapper import wrap
+    finally:
+        sys.path.pop(0)
+    from harness.pytest_plugin import run_verify
+
+    cand = wrap(0, "loss-x10")
+    loss_grad = cand.loss_grad
+    cand.loss_grad = lambda y, labels: 10.0 * np.asarray(loss_grad(y, labels))
+    return run_verify(cand, samples=1)
+
+
+def test_html_faults_table_has_a_likely_cause_column_with_the_hint(loss_x10_report):
+    origins = loss_x10_report.sections["localization"]["origins"]
+    assert [(o["layer"], o["quantity"]) for o in origins] == [("loss", "loss_grad")]
+    html = to_html(loss_x10_report)
+    head, *rows = Tables(html).under("Faults")
+    assert "likely cause" in head
+    row = dict(zip(head, rows[0]))
+    assert (row["layer"], row["quantity"]) == ("loss", "loss_grad")
+    assert row["likely cause"] == "off by one constant factor everywhere: x10"
+
+
+def test_html_faults_table_shows_sign_and_flip_hints_and_reasons():
+    from harness.checks.localize import summarize
+
+    rng = np.random.default_rng(1)
+    tol = tolerance_for("reference", "float64")
+    k = rng.normal(size=(12, 1, 5, 5))
+    b = rng.normal(size=(12, 8, 8))
+    r = Report("hints", "synthetic", 1, "float64", 0, "paper")
+    r.checks = [
+        compare(k[..., ::-1, ::-1], k, tol, "H1", "weight_grad", "reference",
+                subject="candidate", mode="isolated"),
+        compare(-b, b, tol, "H1", "bias_grad", "reference", subject="candidate",
+                mode="isolated"),
+    ]
+    r.sections["localization"] = summarize(r)
+    head, *rows = Tables(to_html(r)).under("Faults")
+    cause = {(x[0], x[1]): dict(zip(head, x))["likely cause"] for x in rows}
+    assert cause[("H1", "bias_grad")] == "sign flipped everywhere"
+    assert "rotated by 180 degrees" in cause[("H1", "weight_grad")]
+    assert "reason" not in head  # no origin has one: no empty column
+    assert dict(zip(head, rows[0]))["against"] == "ref"  # named as in the check table
+
+
+def test_html_holds_no_raw_markdown_and_no_repeated_sections(loss_x10_report):
+    html = to_html(loss_x10_report)
+    assert "**" not in html
+    assert not re.search(r"(^|>)\s*- ", html, re.MULTILINE)  # no Markdown list items as text
+    assert not re.search(r"\|\s*-{3}", html)  # no Markdown table rule
+    # the Markdown sections repeat structured ones: each heading appears once
+    for heading in ("Faults", "Spread", "Conformance with the paper"):
+        assert html.count(heading) <= 1, heading
+    assert "<details><summary>Faults" not in html
+
+
+def test_html_renders_other_markdown_sections_escaped():
+    r = faulty_report()
+    r.sections["markdown_sections"] = [
+        ("Extra <notes>", ("- first **H1 weight_grad** and `a|b <c>`\n- _two_\n\n"
+                           "| a | b |\n|---|---|\n| <x> | **y** |\n\nplain *text*"))]
+    html = to_html(r)
+    assert_self_contained(html)
+    assert "**" not in html and "<h2>Extra &lt;notes&gt;</h2>" in html
+    assert "<li>first <b>H1 weight_grad</b> and <code>a|b &lt;c&gt;</code></li>" in html
+    assert "<li><i>two</i></li>" in html and "<p>plain <i>text</i></p>" in html
+    rows = Tables(html).under("Extra")
+    assert rows == [["a", "b"], ["<x>", "y"]]
+
+
+def _verdicts(report):
+    """The console's rule: FAIL if any cell fails, else PASS if any passes, else NOT RUN."""
+    from harness.report.text import grid
+
+    out = {}
+    for layer, quantity, cells in grid(report)[1]:
+        st = {c.status for c in cells.values()}
+        out[(layer, quantity)] = ("FAIL" if FAIL in st else "PASS" if PASS in st
+                                  else "NOT RUN")
+    return out
+
+
+def test_markdown_check_table_has_a_verdict_column():
+    from harness.report.files import to_markdown
+
+    r = faulty_report()
+    md = to_markdown(r).splitlines()
+    i = next(k for k, ln in enumerate(md) if ln.startswith("| layer | quantity |"))
+    head = [c.strip() for c in md[i].strip("|").split("|")]
+    assert head[-1] == "verdict"
+    assert md[i + 1].count("---") == len(head)
+    got = {}
+    for ln in md[i + 2:]:
+        if not ln.startswith("|"):
+            break
+        cells = [c.strip() for c in ln.strip("|").split("|")]
+        assert len(cells) == len(head), ln
+        got[(cells[0], cells[1])] = cells[-1]
+    assert got == _verdicts(r)
+    assert got[("H1", "weight_grad")] == "FAIL" and got[("H1", "bias_grad")] == "PASS"
+    assert got[("out", "input_grad")] == "NOT RUN"
+    assert "- data: synthetic, 1 pattern" in md
+
+
+def test_html_check_table_has_a_verdict_column(ref_report):
+    for r in (faulty_report(), ref_report):
+        html = to_html(r)
+        head, *rows = Tables(html).under("Checks by layer and quantity")
+        assert head[-1] == "verdict"
+        assert {(x[0], x[1]): x[-1] for x in rows} == _verdicts(r)
+    assert "1 pattern;" in html
+
+
+def _captured_figures(monkeypatch):
+    import harness.report.html as h
+
+    figs = []
+    monkeypatch.setattr(h, "_png", lambda fig: figs.append(fig) or "<img>")
+    return figs
+
+
+def test_error_chart_legend_covers_no_bar(monkeypatch):
+    import harness.report.html as h
+
+    figs = _captured_figures(monkeypatch)
+    h._error_chart(faulty_report().sorted_checks())
+    (fig,) = figs
+    fig.canvas.draw()
+    assert all(ax.get_legend() is None for ax in fig.axes)  # no legend inside the axes
+    (legend,) = fig.legends
+    box = legend.get_window_extent()
+    for ax in fig.axes:
+        assert not box.overlaps(ax.get_window_extent()), "legend over a panel"
+        assert not box.overlaps(ax.xaxis.get_tightbbox()), "legend over the tick labels"
+    assert box.y0 >= 0 and box.x0 >= 0 and box.x1 <= fig.bbox.x1
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert any("rtol" in t for t in texts) and "FAIL" in texts
+    h.plt.close(fig)
+
+
+def test_h1_heatmaps_mark_failing_kernels_of_a_12x5x5_gradient(monkeypatch):
+    figs = _captured_figures(monkeypatch)
+    rng = np.random.default_rng(0)
+    g = rng.normal(size=(12, 5, 5))
+    bad = g.copy()
+    bad[7] *= 2.0
+    r = Report("12x5x5", "synthetic", 1, "float64", 0, "paper")
+    r.checks = [compare(bad, g, tolerance_for("self_fd", "float64"), "H1", "weight_grad",
+                        "self_fd", subject="candidate", mode="isolated")]
+    r.sections["h1_kernel_grad_diff"] = (bad - g).tolist()
+    to_html(r)
+    heat = figs[1]
+    titles = [ax.get_title() for ax in heat.axes[:12]]
+    assert [k for k, t in enumerate(titles) if "FAILS" in t] == [7]
+
+
+def test_markdown_check_table_keeps_its_columns_when_a_cell_holds_a_pipe():
+    from harness.report.files import to_markdown
+
+    r = faulty_report(layer="H1|x")
+    r.checks[0].reason, r.checks[0].n = "a|b\nc", 0  # the cell shows the reason
+    lines = to_markdown(r).splitlines()
+    head = next(ln for ln in lines if ln.startswith("| layer |"))
+    rows = [ln for ln in lines if ln.startswith("| H1\\|x |")]
+    assert len(rows) == 2 and "FAIL (a\\|b c)" in rows[0]
+    width = len(re.split(r"(?<!\\)\|", head))
+    assert all(len(re.split(r"(?<!\\)\|", ln)) == width for ln in rows), rows

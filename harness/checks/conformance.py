@@ -63,7 +63,7 @@ def conformance_rows(candidate) -> list[tuple[str, str, str, bool]]:
 
 
 def to_markdown(rows) -> str:
-    out = ["| choice | paper | candidate | |", "|---|---|---|---|"]
+    out = ["| choice | paper | candidate | match |", "|---|---|---|---|"]
     for r, p, c, same in rows:
         out.append(f"| {r} | {p} | {c} | {'same' if same else 'DIFFERS'} |")
     return "\n".join(out)

@@ -12,6 +12,8 @@ from harness.checks.compare import FAIL
 from harness.report.text import SIDE_QUANTITIES, fmt
 
 FORWARD = ("H1", "H2", "H3", "out", "loss")
+# what the map axis of a layer's input gradient counts
+INPUT_OF = {"H2": "H1 maps", "H3": "H2 maps", "out": "H3 units"}
 QUANT = ("activation", "weight_grad", "bias_grad", "input_grad", "loss_grad", "runs",
          "params_unchanged")
 
@@ -48,6 +50,8 @@ def describe(c) -> str:
     maps = ""
     if c.failing_groups and c.layer in ("H1", "H2") and c.quantity != "input_grad":
         maps = f", kernels/maps {', '.join(map(str, c.failing_groups))}"
+    elif c.failing_groups and c.quantity == "input_grad" and c.layer in INPUT_OF:
+        maps = f", {INPUT_OF[c.layer]} {', '.join(map(str, c.failing_groups))}"
     if c.n == 0:
         return f"{c.layer} {c.quantity} vs {c.against}: {c.reason}"
     hint = f"; likely cause: {c.hint}" if c.hint else ""

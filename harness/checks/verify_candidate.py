@@ -182,14 +182,26 @@ def run_candidate_checks(report, cand_ref, preset_spec: NetSpec, params: Params 
                                            "parameters have no declared mapping to the paper's")
             continue
         try:
-            mine = layer.from_reference({"w": shared[f"{m}.w"], "b": shared[f"{m}.b"]})
-            given[layer.name] = (mine, _checksum(mine))
+            where = f"{layer.name}.from_reference"
+            if m not in ("H1", "H2", "H3", "out"):
+                raise CallFailed(where, f"maps_to is {m!r}; expected one of the paper's layers "
+                                 "H1, H2, H3, out (or None)")
+            mine = run.call(layer.from_reference,
+                            {"w": shared[f"{m}.w"].copy(), "b": shared[f"{m}.b"].copy()},
+                            where=where)
+            if not isinstance(mine, dict):
+                raise CallFailed(where, f"returned {type(mine).__name__}; expected a dict of "
+                                 "the layer's own parameter arrays")
+            try:
+                given[layer.name] = (mine, _checksum(mine))
+            except (TypeError, ValueError) as e:
+                raise CallFailed(where, f"returned values that are not numeric arrays ({e})")
             run.call(layer.set_params, mine, where=f"{layer.name}.set_params")
         except CallFailed as e:
-            run.add(Check(layer.name, "runs", "protocol", FAIL, "candidate", reason=str(e)))
-            unmapped[layer.name] = "its parameters could not be set from the reference's"
-        except (AttributeError, KeyError, ValueError) as e:
-            unmapped[layer.name] = f"could not set parameters from the reference's ({e})"
+            # a declared mapping that does not work is a finding, never a silent fallback
+            run.add(Check(layer.name, "runs", "protocol", FAIL, "candidate", mode="isolated",
+                          reason=f"maps_to={m!r} is declared, but {e}"))
+            unmapped[layer.name] = "its declared mapping to the paper's parameters failed"
 
     if any(name not in unmapped for name in names):
         report.notes.append(f"layers that map onto the paper's are compared with the reference "
@@ -212,6 +224,7 @@ def run_candidate_checks(report, cand_ref, preset_spec: NetSpec, params: Params 
                         f"the {run.dt.name} run checks every layer in isolation",
                         subject="candidate", mode="chain"))
     _merge_patterns(report)
+    _hint_self_consistent(report, [n for n in names if n not in unmapped])
 
     for name, (arrays, digest) in given.items():
         if _checksum(arrays) != digest:
@@ -306,17 +319,18 @@ def _isolated(run, layers, x, labels, unmapped, layers_dt=None):
         g = g or {}
         if mapped:
             given_g = {k: v for k, v in g.items() if v is not None}
-            gr = layer.to_reference(given_g) if given_g else {}
+            gr = _to_reference(run, layer, given_g) if given_g else {}
             rdx, rg = ref_grads[i]
-            w = gr.get("w")
+            w = (gr or {}).get("w")
             if L == "H1" and w is not None and np.size(w) == rg["w"].size:
                 diff = np.asarray(w, dtype=np.float64).reshape(rg["w"].shape) - rg["w"]
                 if np.all(np.isfinite(diff)):  # for the HTML heatmaps (first pattern)
                     run.report.sections.setdefault("h1_kernel_grad_diff",
                                                    diff[:, 0].tolist())
             for q, k in GRAD_NAMES:
-                run.add(compare(gr.get(k), rg[k], run.t_ref, L, q, "reference",
-                                subject="candidate", mode="isolated"))
+                if gr is not None:  # None: to_reference failed, its checks are NOT RUN
+                    run.add(compare(gr.get(k), rg[k], run.t_ref, L, q, "reference",
+                                    subject="candidate", mode="isolated"))
             if i > 0:
                 run.add(compare(dx, rdx, run.t_ref, L, "input_grad", "reference",
                                 subject="candidate", mode="isolated", group_axis=1))
@@ -350,17 +364,41 @@ def _isolated(run, layers, x, labels, unmapped, layers_dt=None):
     _loss_checks(run, outs[-1], labels)
 
 
+def _to_reference(run, layer, grads):
+    """The layer's gradients in the reference's layout, or None after recording the failure
+    (a finding) and its reference comparisons as NOT RUN."""
+    where = f"{layer.name}.to_reference"
+    try:
+        gr = run.call(layer.to_reference, grads, where=where)
+        if not isinstance(gr, dict):
+            raise CallFailed(where, f"returned {type(gr).__name__}; expected a dict with the "
+                             "reference's 'w' and 'b'")
+        return gr
+    except CallFailed as e:
+        run.failed(e, layer.name, "isolated",
+                   [(layer.name, q, "reference") for q, _ in GRAD_NAMES])
+        return None
+
+
 def _compare_sampled(obtained, fd, tol, layer, quantity, group_axis=0):
-    """Compare on the entries the finite differences were taken at (all, or a sample)."""
-    kw = dict(subject="candidate", mode="isolated")
+    """Compare on the entries the finite differences were taken at (all, or a sample).
+    A sample is compared in place: the entries not taken are set equal on both sides, so
+    indices ("worst at", kernels/maps) are the tensor's own; NaN or Inf anywhere in the
+    obtained tensor still fails."""
+    kw = dict(subject="candidate", mode="isolated", group_axis=group_axis)
     taken = ~np.isnan(fd)
     if taken.all() or obtained is None or np.size(obtained) != fd.size:
-        return compare(obtained, fd, tol, layer, quantity, "self_fd", group_axis=group_axis,
-                       **kw)
-    a = np.asarray(obtained, dtype=np.float64).reshape(fd.shape)
-    c = compare(a[taken], fd[taken], tol, layer, quantity, "self_fd", **kw)
+        return compare(obtained, fd, tol, layer, quantity, "self_fd", **kw)
+    try:
+        a = np.asarray(obtained, dtype=np.float64).reshape(fd.shape)
+    except (TypeError, ValueError):
+        return compare(obtained, fd, tol, layer, quantity, "self_fd", **kw)
+    keep = taken | ~np.isfinite(a)
+    c = compare(np.where(keep, a, 0.0), np.where(taken, fd, 0.0), tol, layer, quantity,
+                "self_fd", **kw)
+    c.n = int(taken.sum())
     c.reason = (c.reason + "; " if c.reason else "") + (
-        f"finite differences on a seeded sample of {int(taken.sum())} of {fd.size} entries "
+        f"finite differences on a seeded sample of {c.n} of {fd.size} entries "
         "(every entry is compared with the reference)")
     return c
 
@@ -443,8 +481,12 @@ def _chain_checks(run, layers, x, ins, grads, forward_from, rng):
                 down = _shifted(run, layer, k, params, base, -v * h, i, x, forward_from)
                 fdv.append((up - down) / (2 * h))
                 proj.append(float(np.sum(a * v)))
-            run.add(compare(np.array(proj), np.array(fdv), run.t_fd, layer.name, q,
-                            "self_fd", subject="candidate", mode="chain"))
+            c = compare(np.array(proj), np.array(fdv), run.t_fd, layer.name, q, "self_fd",
+                        subject="candidate", mode="chain", group_axis=None)
+            c.reason = (c.reason + "; " if c.reason else "") + (
+                f"along {N_DIRECTIONS} random directions v: v.g against directional "
+                "differences of the candidate's own loss (entries are directions)")
+            run.add(c)
 
 
 def _shifted(run, layer, k, params, base, delta, i, x, forward_from):
@@ -460,6 +502,25 @@ def _shifted(run, layer, k, params, base, delta, i, x, forward_from):
     finally:
         run.call(layer.set_params, {q: a.copy() for q, a in params.items()},
                  where=f"{layer.name}.set_params")
+
+
+SELF_CONSISTENT = ("its gradients agree with its own forward, yet every comparison with the "
+                   "reference fails: look at its forward or its from_reference/to_reference "
+                   "mapping (a transposed or reordered layout?)")
+
+
+def _hint_self_consistent(report, mapped_layers):
+    """A mapped layer that fails every reference comparison but passes every check against
+    its own forward is self-consistent: say so on its reference checks."""
+    for name in mapped_layers:
+        mine = [c for c in report.checks if c.layer == name and c.mode == "isolated"
+                and c.status != NOT_RUN and c.quantity not in ("runs", "params_unchanged")]
+        ref = [c for c in mine if c.against == "reference"]
+        own = [c for c in mine if c.against == "self_fd"]
+        if ref and own and all(c.status == FAIL for c in ref) \
+                and all(c.status == PASS for c in own):
+            for c in ref:
+                c.hint = SELF_CONSISTENT + (f"; {c.hint}" if c.hint else "")
 
 
 def _merge_patterns(report):

@@ -8,7 +8,16 @@ from pathlib import Path
 
 from harness.checks.tolerance import policy_table
 from harness.report.model import Report
-from harness.report.text import CELL_HEADER, CELL_LEGEND, cell, grid, summary_line, verdict_line
+from harness.report.text import (
+    CELL_HEADER,
+    CELL_LEGEND,
+    MARK,
+    cell,
+    grid,
+    row_verdict,
+    summary_line,
+    verdict_line,
+)
 from reference.atomic import atomic_write
 
 
@@ -64,18 +73,26 @@ def _default(o):
     return str(o)
 
 
+def _md_cell(text) -> str:
+    """Text for one Markdown table cell: a `|` would end the cell, a newline the row."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def to_markdown(report: Report) -> str:
     labels, rows = grid(report)
     out = [f"# verify: {report.candidate}", "",
            f"**{summary_line(report)}**", "",
-           f"- data: {report.data_source}, {report.samples} patterns",
+           (f"- data: {report.data_source}, {report.samples} "
+            f"pattern{'s' if report.samples != 1 else ''}"),
            f"- dtype: {report.dtype}; preset: {report.preset}; seed: {report.seed}", ""]
     out.append("| layer | quantity | "
-               + " | ".join(f"{lab}: {CELL_HEADER}" for lab in labels) + " |")
-    out.append("|---|---|" + "---|" * len(labels))
+               + "".join(f"{_md_cell(lab)}: {CELL_HEADER} | " for lab in labels)
+               + "verdict |")
+    out.append("|---|---|" + "---|" * len(labels) + "---|")
     for layer, quantity, cells in rows:
-        out.append(f"| {layer} | {quantity} | "
-                   + " | ".join(cell(cells.get(lab)) for lab in labels) + " |")
+        out.append(f"| {_md_cell(layer)} | {_md_cell(quantity)} | "
+                   + "".join(f"{_md_cell(cell(cells.get(lab)))} | " for lab in labels)
+                   + f"{MARK[row_verdict(cells)]} |")
     out += ["", f"_{CELL_LEGEND}._", ""]
     for title, body in report.sections.get("markdown_sections", []):
         out += [f"## {title}", "", body, ""]

@@ -14,7 +14,10 @@ sections:
         "error_pct", ...}, ...] (harness.train.TrainResult.records),
         "rejection_curve": {"rejected_pct": [...], "error_pct": [...]} (optional,
         as in harness.train.report.analyse), "title": str (optional)};
-    report.sections["markdown_sections"]    [(title, markdown text)], shown as text.
+    report.sections["markdown_sections"]    [(title, markdown text)], rendered from a small
+        Markdown subset (paragraphs, lists, tables, code, bold, italics); a section that
+        repeats one drawn above from structured data (faults, spread, layers not compared,
+        conformance) is left out.
 
 A figure that cannot be drawn from the data given is replaced by a message saying why.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import re
 import tempfile
 from html import escape
 from pathlib import Path
@@ -34,6 +38,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import SymLogNorm  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from harness.checks.compare import FAIL, NOT_RUN, PASS, Check  # noqa: E402
 from harness.report.model import Report  # noqa: E402
@@ -41,11 +47,13 @@ from harness.report.text import (  # noqa: E402
     CELL_HEADER,
     CELL_LEGEND,
     MARK,
+    SHORT,
     SIDE_QUANTITIES,
     cell,
     column_label,
     fmt,
     grid,
+    row_verdict,
     summary_line,
     verdict_line,
 )
@@ -62,13 +70,16 @@ table{border-collapse:collapse;font-size:13px;margin:6px 0}
 th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
 th{background:#f2f2f2}
 td.pass{background:#e3f3e4}td.fail{background:#fbdcdc;font-weight:600}
-td.not_run{background:#ececec;color:#555}
+td.not_run{background:#ececec;color:#555}td.row-verdict{font-weight:700}
+td.hint{color:#8a1c1c}td.nw{white-space:nowrap}
 tr.differs td{background:#fff6d6}
 pre{white-space:pre-wrap;background:#f7f7f7;border:1px solid #e0e0e0;padding:8px;
 font-size:12px}
 img{max-width:100%;border:1px solid #eee}
 .meta{font-size:13px;color:#444}.small{font-size:12px;color:#555}
 .warn{color:#c62828;font-weight:600}
+code{background:#f2f2f2;padding:0 3px;font-size:12px}
+details{margin:6px 0}summary{cursor:pointer;font-weight:600}
 """
 
 
@@ -123,8 +134,10 @@ def check_table(report: Report) -> str:
         for lab in labels:
             c = cells.get(lab)
             row.append((cell(c), c.status) if c is not None else "")
+        v = row_verdict(cells)
+        row.append((MARK[v], f"{v} row-verdict"))
         body.append(row)
-    head = ["layer", "quantity"] + [f"{lab}: {CELL_HEADER}" for lab in labels]
+    head = ["layer", "quantity"] + [f"{lab}: {CELL_HEADER}" for lab in labels] + ["verdict"]
     side = [c for c in report.sorted_checks() if c.quantity in SIDE_QUANTITIES]
     out = _table(head, body)
     if side:
@@ -173,8 +186,7 @@ def _error_chart(checks: list[Check]) -> str:
             rt = [(i, c.rtol) for i, c in enumerate(checks) if _finite_pos(c.rtol)]
             if rt:
                 ax.scatter([r for _, r in rt], [i for i, _ in rt], marker="|", s=120,
-                           color="k", zorder=3, label="rtol of the check")
-                ax.legend(fontsize=7, loc="lower right")
+                           color="k", zorder=3)
             ax.set_title("max relative error (log); | = the check's rtol", fontsize=9)
         else:
             ax.axvline(1.0, color="k", ls="--", lw=1)
@@ -187,7 +199,13 @@ def _error_chart(checks: list[Check]) -> str:
     a1.set_yticks(y)
     a1.set_yticklabels(labels, fontsize=7)
     a1.set_ylim(len(checks) - 0.5, -0.5)  # first check on top
-    fig.tight_layout()
+    # the legend goes below both panels, where it covers no bar
+    handles = [Patch(color=COLOR[PASS], label="PASS"), Patch(color=COLOR[FAIL], label="FAIL"),
+               Line2D([], [], color="k", marker="|", ls="none", markersize=11,
+                      label="rtol of the check (an entry also passes within its atol)"),
+               Line2D([], [], color="k", ls="--", lw=1, label="pass line: 1x tolerance")]
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.3 / h, 1, 1))
     return _png(fig)
 
 
@@ -283,19 +301,133 @@ def _localization(loc: dict) -> str:
            f"<b>{escape(str(back))}</b></p>"]
     origins = loc.get("origins") or []
     if origins:
-        out.append(_table(
-            ["layer", "quantity", "against", "max rel", "max abs", "worst index",
-             "failing maps/rows", "reason"],
-            [[o.get("layer"), o.get("quantity"), o.get("against"), fmt(o.get("max_rel")),
-              fmt(o.get("max_abs")), o.get("worst_index"),
-              ", ".join(map(str, o.get("failing_groups") or [])), o.get("reason") or ""]
-             for o in origins]))
+        reasons = any(o.get("reason") for o in origins)
+        head = ["layer", "quantity", "against", "max rel", "max abs", "worst index",
+                "failing maps/rows", "likely cause"] + (["reason"] if reasons else [])
+        body = []
+        for o in origins:
+            against = o.get("against")
+            worst = o.get("worst_index")
+            row = [o.get("layer"), o.get("quantity"), (SHORT.get(against, against), "nw"),
+                   (fmt(o.get("max_rel")), "nw"), (fmt(o.get("max_abs")), "nw"),
+                   ("" if worst is None else f"({', '.join(map(str, worst))})", "nw"),
+                   _ranges(o.get("failing_groups") or []),
+                   (o.get("hint"), "hint") if o.get("hint") else "-"]
+            body.append(row + ([o.get("reason") or ""] if reasons else []))
+        out.append(_table(head, body))
     else:
         out.append("<p>No origins: every isolated check passed.</p>")
     spread = loc.get("spread") or []
     out.append("<p>Spread end to end (not origins): "
                + escape(", ".join(map(str, spread)) or "nothing beyond the origins") + "</p>")
     return "\n".join(out)
+
+
+# Markdown sections that repeat a section drawn from structured data: (title prefix, key)
+_DUPLICATES = (("Faults", "localization"), ("Spread", "localization"),
+               ("Layers not compared", "not_compared_with_paper"),
+               ("Conformance with the paper", "conformance"))
+
+
+def _shown_above(title: str, s: dict) -> bool:
+    return any(title.startswith(prefix) and s.get(key) for prefix, key in _DUPLICATES)
+
+
+_CODE = re.compile(r"`([^`]+)`")
+_INLINE = (
+    (re.compile(r"\*\*(.+?)\*\*"), r"<b>\1</b>"),
+    (re.compile(r"(?<![\w*])\*([^*\s][^*]*?)\*(?![\w*])"), r"<i>\1</i>"),
+    (re.compile(r"(?<![\w_])_([^_\s][^_]*?)_(?![\w_])"), r"<i>\1</i>"),
+)
+
+
+def _inline(text: str) -> str:
+    """Escaped text with Markdown's `code`, **bold** and _italics_ as tags."""
+    out = []
+    for k, piece in enumerate(_CODE.split(text)):  # odd pieces: inside `code`
+        if k % 2:
+            out.append(f"<code>{escape(piece)}</code>")
+            continue
+        piece = escape(piece)
+        for pat, rep in _INLINE:
+            piece = pat.sub(rep, piece)
+        out.append(piece)
+    return "".join(out)
+
+
+_TABLE_RULE = re.compile(r"^\|?(\s*:?-+:?\s*\|)+\s*:?-*:?\s*$")
+
+
+def _cells(line: str) -> list[str]:
+    line = line.strip()
+    line = line.removeprefix("|")
+    line = line[:-1] if line.endswith("|") and not line.endswith("\\|") else line
+    return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)]
+
+
+def _markdown(md: str) -> str:
+    """HTML for the Markdown subset the reporters write: paragraphs, `- ` lists, `|` tables,
+    fenced code and `#` headings, with inline code, bold and italics. Everything is
+    escaped; anything else is shown as plain text."""
+    out: list[str] = []
+    lines = md.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        st = line.strip()
+        if not st:
+            i += 1
+        elif st.startswith("```"):
+            j = i + 1
+            while j < len(lines) and not lines[j].strip().startswith("```"):
+                j += 1
+            out.append("<pre>" + escape("\n".join(lines[i + 1:j])) + "</pre>")
+            i = j + 1
+        elif st.startswith("|"):
+            block = []
+            while i < len(lines) and lines[i].strip().startswith("|"):
+                block.append(lines[i])
+                i += 1
+            rows = [_cells(b) for b in block if not _TABLE_RULE.match(b.strip())]
+            head, body = rows[0], rows[1:]
+            html = ["<table><tr>" + "".join(f"<th>{_inline(h)}</th>" for h in head) + "</tr>"]
+            html += ["<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>"
+                     for r in body]
+            out.append("\n".join(html) + "</table>")
+        elif re.match(r"^[-*] ", st):
+            items = []
+            while i < len(lines) and re.match(r"^\s*[-*] ", lines[i]):
+                items.append(lines[i].strip()[2:])
+                i += 1
+            out.append("<ul>" + "".join(f"<li>{_inline(t)}</li>" for t in items) + "</ul>")
+        elif re.match(r"^#{1,6} ", st):
+            out.append(f"<h3>{_inline(st.lstrip('#').strip())}</h3>")
+            i += 1
+        else:
+            para = []
+            while i < len(lines) and lines[i].strip() and not re.match(
+                    r"^([-*] |\||```|#{1,6} )", lines[i].strip()):
+                para.append(lines[i].strip())
+                i += 1
+            out.append(f"<p>{_inline(' '.join(para))}</p>")
+    return "\n".join(out)
+
+
+def _ranges(groups) -> str:
+    """[0, 1, 2, 3, 7] -> "0-3, 7": runs of consecutive indices as ranges."""
+    try:
+        gs = sorted(int(g) for g in groups)
+    except (TypeError, ValueError):
+        return ", ".join(map(str, groups))
+    out, i = [], 0
+    while i < len(gs):
+        j = i
+        while j + 1 < len(gs) and gs[j + 1] == gs[j] + 1:
+            j += 1
+        out.append(str(gs[i]) if j == i else f"{gs[i]}, {gs[j]}" if j == i + 1
+                   else f"{gs[i]}-{gs[j]}")
+        i = j + 1
+    return ", ".join(out)
 
 
 def _conformance(rows: list) -> str:
@@ -306,7 +438,7 @@ def _conformance(rows: list) -> str:
                      "same" if same else "differs"])
         cls.append("" if same else "differs")
     return ("<p class='small'>Differences are choices, not faults.</p>"
-            + _table(["choice", "paper", "candidate", ""], body, cls))
+            + _table(["choice", "paper", "candidate", "match"], body, cls))
 
 
 def to_html(report: Report) -> str:
@@ -315,8 +447,8 @@ def to_html(report: Report) -> str:
     parts = [f"<h1>verify: {escape(report.candidate)}</h1>",
              f'<div class="verdict {cls}">{escape(summary_line(report))}</div>',
              f"<p class='meta'>data: {escape(str(report.data_source))}, {report.samples} "
-             f"patterns; dtype {escape(report.dtype)}; preset {escape(report.preset)}; "
-             f"seed {report.seed}</p>"]
+             f"pattern{'s' if report.samples != 1 else ''}; dtype {escape(report.dtype)}; "
+             f"preset {escape(report.preset)}; seed {report.seed}</p>"]
     if s.get("load_error"):
         parts.append(f"<p class='warn'>candidate not loaded: {escape(str(s['load_error']))}</p>")
     parts += ["<h2>Checks by layer and quantity</h2>",
@@ -325,9 +457,11 @@ def to_html(report: Report) -> str:
     parts += ["<h2>Error against tolerance, per check</h2>",
               _figure("error chart", _error_chart, report.sorted_checks())]
     if s.get("h1_kernel_grad_diff") is not None:
-        # kernel indices only where a check compared the whole (12, 1, 5, 5) gradient
+        # kernel indices only where a check compared the whole (12, 1, 5, 5) or (12, 5, 5)
+        # gradient (a chain check compares a few random directions, not kernels)
         failing = {g for c in report.failed if c.layer == "H1" and c.quantity == "weight_grad"
-                   and len(c.shape) == 4 for g in c.failing_groups}
+                   and tuple(c.shape) in ((12, 1, 5, 5), (12, 5, 5))
+                   for g in c.failing_groups}
         parts += ["<h2>H1 kernel-gradient difference</h2>",
                   _figure("H1 heatmaps", _h1_heatmaps, s["h1_kernel_grad_diff"], failing,
                           s.get("h1_kernel_grad_diff_against", "reference"))]
@@ -350,8 +484,9 @@ def to_html(report: Report) -> str:
     parts.append("<details><summary>every check</summary><pre>" + escape("\n".join(lines))
                  + "</pre></details>")
     for title, body in s.get("markdown_sections", []):
-        parts.append(f"<details><summary>{escape(str(title))}</summary><pre>"
-                     f"{escape(str(body))}</pre></details>")
+        if _shown_above(str(title), s):
+            continue
+        parts += [f"<h2>{_inline(str(title))}</h2>", _markdown(str(body))]
     if report.notes:
         parts += ["<h2>Notes</h2>", "<ul>" + "".join(
             f"<li>{escape(str(n))}</li>" for n in report.notes) + "</ul>"]

@@ -53,6 +53,13 @@ def grid(report: Report):
     return labels, rows
 
 
+def row_verdict(cells) -> str:
+    """The verdict of a grid row (its Checks, or a {label: Check} dict): FAIL if any check
+    fails, else PASS if any passes, else NOT_RUN."""
+    statuses = {c.status for c in (cells.values() if isinstance(cells, dict) else cells)}
+    return FAIL if FAIL in statuses else (PASS if PASS in statuses else NOT_RUN)
+
+
 def cell(c: Check | None) -> str:
     if c is None:
         return ""
@@ -91,7 +98,7 @@ def verdict_line(c: Check) -> list[str]:
         if c.failing_groups:
             g = ", ".join(str(i) for i in c.failing_groups[:12])
             more = "" if len(c.failing_groups) <= 12 else f" (+{len(c.failing_groups) - 12})"
-            lines.append(f"        failing maps/rows (leading index): {g}{more}")
+            lines.append(f"        failing maps/rows: {g}{more}")
     else:
         lines[0] += f"; would pass at rtol >= {fmt(c.needed_rtol)}"
     return lines

@@ -67,8 +67,9 @@ def _add_options(p: argparse.ArgumentParser) -> None:
                    help="continue from the checkpoint in --out, with its settings; options "
                    "given again must agree with them, except --passes, which may extend it")
     p.add_argument("--overwrite", action="store_true",
-                   help="start a new run in an --out that holds another run's checkpoint, "
-                   "replacing it (without it such a folder is refused)")
+                   help="start a new run in an --out that holds another run's checkpoint "
+                   "or outputs (report.md, results.json, ...), replacing them (without it "
+                   "such a folder is refused)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -138,8 +139,11 @@ def _what_checkpoint(out: Path) -> str:
 
 
 def _check_out(args, out: Path, cfg, saved: dict | None) -> None:
-    """Refuse (ValueError) to start over a run's checkpoint without --overwrite, and to
-    resume with fewer --passes than the checkpoint has completed."""
+    """Refuse (ValueError) to start over a run's checkpoint, or over outputs that no
+    checkpoint accounts for, without --overwrite, and to resume with fewer --passes than the
+    checkpoint has completed."""
+    from harness.train.loop import passes_text
+
     if args.overwrite and args.resume:
         raise ValueError("--resume continues the run in --out and --overwrite replaces it; "
                          "give one of them")
@@ -148,11 +152,43 @@ def _check_out(args, out: Path, cfg, saved: dict | None) -> None:
         raise ValueError(f"{out} already holds a run: {_what_checkpoint(out)} ({state}). "
                          f"Give --resume to continue it, or --overwrite to start again there "
                          f"(replacing it); nothing was changed")
+    if not args.resume and not args.overwrite:
+        _check_no_outputs(out)
     done = saved["pass_index"] if saved else 0
     if args.passes is not None and args.passes < done:
-        raise ValueError(f"{out}: its checkpoint has completed {done} passes and --passes "
-                         f"{args.passes} asks for fewer; a run cannot be shortened (give "
-                         f"--passes {done} or more, or another --out); nothing was changed")
+        raise ValueError(f"{out}: its checkpoint has completed {passes_text(done)} and "
+                         f"--passes {args.passes} asks for fewer; a run cannot be shortened "
+                         f"(give --passes {done} or more, or another --out); nothing was "
+                         f"changed")
+
+
+def _check_no_outputs(out: Path) -> None:
+    """A new run (no checkpoint in `out`): refuse when `out` holds files it would replace
+    (RUN_FILES), as they are not this run's: a run whose checkpoint/ was deleted, or some
+    other tool's output."""
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if found:
+        raise ValueError(f"{out} already holds {', '.join(found)} but no checkpoint "
+                         f"({_state_path(out)} is missing), so they are not of this run and "
+                         f"cannot be resumed. Give --overwrite to start a new run there "
+                         f"(replacing them), or another --out; nothing was changed")
+
+
+def _check_data(saved: dict | None, out: Path, cfg, data) -> None:
+    """Before a word about the run is printed: the splits it asks for exist and, on
+    --resume, everything the run will read from the checkpoint agrees with it (parameter
+    file, settings, the identity of the digits); a note on stderr when the checkpoint is
+    older than the data identity."""
+    from harness.train.loop import Splits, resume_checkpoint
+
+    splits = Splits.from_data(data, cfg)
+    if saved is None:
+        return
+    resume_checkpoint(out / "checkpoint", cfg, splits.identity(data.source))
+    if "data" not in saved:
+        print(f"verify train: note: {_state_path(out)} records no data identity (written "
+              f"before it was recorded), so it cannot be checked that {data.source} is the "
+              f"data it was trained on", file=sys.stderr)
 
 
 def _already_complete(saved: dict | None, out: Path, cfg) -> bool:
@@ -228,16 +264,17 @@ def run(args, console=None) -> int:
         out = Path(args.out or f"runs/train-{cfg.preset}-{cfg.optimizer}")
         if args.seeds == 1:
             _check_out(args, out, cfg, saved)
-        if _already_complete(saved, out, cfg):
-            print(f"train: {out} is already complete ({_what_checkpoint(out)}) and its "
-                  f"report is up to date; nothing to do (a larger --passes extends it)")
-            return 0
         from harness.data import load_usps
 
         data = load_usps(args.data)
         if cfg.train_limit is not None and not 1 <= cfg.train_limit <= len(data.train_y):
             raise ValueError(f"--train-limit must be between 1 and the {len(data.train_y)} "
                              f"training digits of {data.source}; got {cfg.train_limit}")
+        _check_data(saved, out, cfg, data)
+        if _already_complete(saved, out, cfg):
+            print(f"train: {out} is already complete ({_what_checkpoint(out)}) and its "
+                  f"report is up to date; nothing to do (a larger --passes extends it)")
+            return 0
     except (ValueError, OSError) as e:
         print(f"verify train: {e}", file=sys.stderr)
         return 2
@@ -252,11 +289,11 @@ def run(args, console=None) -> int:
 
 
 def _run_one(cfg, data, args, out: Path, console) -> int:
-    from harness.train.loop import format_record, train
+    from harness.train.loop import format_record, passes_text, train
     from harness.train.report import write_run_report
 
-    print(f"train: {cfg.preset} preset, {cfg.optimizer}, {cfg.passes} passes, seed {cfg.seed},"
-          f" {cfg.impl} ({cfg.dtype}); data {data.source}; output {out}")
+    print(f"train: {cfg.preset} preset, {cfg.optimizer}, {passes_text(cfg.passes)}, seed "
+          f"{cfg.seed}, {cfg.impl} ({cfg.dtype}); data {data.source}; output {out}")
     try:
         with _progress(args.no_progress or not sys.stdout.isatty(), console) as bar:
             task = bar.add_task("train", total=None)
@@ -324,7 +361,7 @@ def regenerate(out: Path = REPORTS, parts: str = "sweep,runs,lockstep,bench", da
     from harness.data import load_usps
     from harness.train import figures
     from harness.train import report as rep
-    from harness.train.loop import DEFAULT_RATES, TrainConfig
+    from harness.train.loop import DEFAULT_RATES, TrainConfig, passes_text
 
     data = load_usps(data_dir)
     parts = set(parts.split(","))
@@ -374,7 +411,7 @@ def regenerate(out: Path = REPORTS, parts: str = "sweep,runs,lockstep,bench", da
         lcfg = dataclasses.replace(main_cfg, train_limit=min(
             LOCKSTEP_DIGITS, main_cfg.train_limit or LOCKSTEP_DIGITS))
         print(f"lockstep: NumPy and twin on {lcfg.train_limit} digits, "
-              f"{lcfg.passes} passes ...", flush=True)
+              f"{passes_text(lcfg.passes)} ...", flush=True)
         res = joblib.Parallel(n_jobs=n_jobs, verbose=5)(
             joblib.delayed(_job)("lockstep", lcfg, data, dt) for dt in ("float64", "float32"))
         lock = dict(zip(("float64", "float32"), res))

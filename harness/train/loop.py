@@ -20,6 +20,7 @@ Optimizers (per pattern p, loss E_p = mean over the 10 outputs of (y - t)^2):
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import time
 from collections.abc import Callable
@@ -43,6 +44,11 @@ DEFAULT_RATES: dict[tuple[str, str], dict[str, float]] = {
     ("karpathy", "sdlm"): {"eta": 0.003, "mu": 0.1},
 }
 PROGRESS_EVERY = 256  # steps between progress callbacks
+
+
+def passes_text(n: int) -> str:
+    """'1 pass', '2 passes': the count of passes in user-facing text."""
+    return f"{n} pass" if n == 1 else f"{n} passes"
 
 
 @dataclass
@@ -109,6 +115,20 @@ class Splits:
             x, y = x[:cfg.train_limit], y[:cfg.train_limit]
         return cls(x, y, np.asarray(data.test_x, np.float64), np.asarray(data.test_y),
                    hx, hy)
+
+    def identity(self, source: str) -> dict:
+        """{"sha256", "source"}: sha256 over every array here (names, dtypes, shapes and
+        bytes; labels as int64, pixels as float64), so a resumed run can tell whether it
+        sees the digits it was trained on; `source` only names them in messages."""
+        h = hashlib.sha256()
+        for f in dataclasses.fields(self):
+            a = getattr(self, f.name)
+            if a is None:
+                continue
+            a = np.ascontiguousarray(a, np.int64 if f.name.endswith("_y") else np.float64)
+            h.update(f"{f.name} {a.dtype.str} {a.shape}\n".encode())
+            h.update(a.tobytes())
+        return {"sha256": h.hexdigest(), "source": str(source)}
 
     def eval_sets(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         sets = {"train": (self.train_x, self.train_y)}
@@ -238,17 +258,13 @@ def train(cfg: TrainConfig, data, out_dir: str | Path | None = None, resume: boo
     rng = np.random.default_rng([cfg.seed, 1989])
     records, hessian, start = [], [], 0
     ckpt = Path(out_dir) / "checkpoint" if out_dir is not None else None
+    identity = splits.identity(getattr(data, "source", "unnamed data"))
     if resume:
         if ckpt is None:
             raise ValueError("resume needs an output folder holding a checkpoint")
-        found = load_checkpoint(ckpt, spec)
+        found = resume_checkpoint(ckpt, cfg, identity)
         if found is not None:
             params, state = found
-            check_saved_state(state, ckpt / STATE_FILE)
-            _check_same_run(state["config"], cfg, ckpt)
-            if state["pass_index"] > cfg.passes:
-                raise ValueError(f"{ckpt}: the checkpoint holds {state['pass_index']} "
-                                 f"completed passes, more than the {cfg.passes} asked for")
             _restore_rng(rng, state["rng"], ckpt / STATE_FILE)
             records, hessian, start = state["records"], state["hessian"], state["pass_index"]
     runner = Runner(spec, params, cfg.impl, cfg.dtype)
@@ -276,7 +292,7 @@ def train(cfg: TrainConfig, data, out_dir: str | Path | None = None, resume: boo
         hessian.append(hmean)
         if ckpt is not None:
             save_checkpoint(ckpt, runner.params(), k, {
-                "config": cfg.to_dict(), "rng": rng.bit_generator.state,
+                "config": cfg.to_dict(), "data": identity, "rng": rng.bit_generator.state,
                 "records": records, "hessian": hessian, "pass_seconds": pass_seconds,
                 "eval_seconds": eval_seconds})
         if on_pass is not None:
@@ -286,6 +302,36 @@ def train(cfg: TrainConfig, data, out_dir: str | Path | None = None, resume: boo
     if out_dir is not None:
         save_params(result.params, Path(out_dir) / "params_final.npz")
     return result
+
+
+def resume_checkpoint(ckpt: Path, cfg: TrainConfig, identity: dict) -> tuple | None:
+    """(params, state) of the checkpoint in folder `ckpt`, or None if there is none, checked
+    to continue the run `cfg` (resolved) on the data `identity` (Splits.identity): raises
+    CheckpointError or ValueError naming the file otherwise. A checkpoint that records no
+    data identity (written before it was recorded) is not checked against the data."""
+    found = load_checkpoint(ckpt, preset(cfg.preset))
+    if found is None:
+        return None
+    state = found[1]
+    check_saved_state(state, ckpt / STATE_FILE)
+    _check_same_run(state["config"], cfg, ckpt)
+    if state["pass_index"] > cfg.passes:
+        raise ValueError(f"{ckpt}: the checkpoint has completed "
+                         f"{passes_text(state['pass_index'])}, more than the {cfg.passes} "
+                         f"asked for")
+    _check_same_data(state.get("data"), identity, ckpt / STATE_FILE)
+    return found
+
+
+def _check_same_data(saved: dict | None, now: dict, where: Path) -> None:
+    if saved is None or saved["sha256"] == now["sha256"]:
+        return
+    raise ValueError(f"{where}: the checkpoint was trained on {saved['source']} (digits "
+                     f"sha256 {saved['sha256'][:16]}...), but the data given now is "
+                     f"{now['source']} (sha256 {now['sha256'][:16]}...); a resumed run must "
+                     f"see the same digits, value for value, to continue bit for bit. Resume "
+                     f"with the data it was trained on (--data), or start a new run in "
+                     f"another --out; nothing was changed")
 
 
 def _check_same_run(saved: dict, cfg: TrainConfig, where: Path) -> None:
@@ -336,6 +382,14 @@ CONFIG_RULES = {
 RECORD_RULES = {"pass": _int_from(1), "split": ("a string", lambda v: isinstance(v, str)),
                 "mse": ("a number", _is_number), "error_pct": ("a number", _is_number),
                 "misses": _int_from(0), "n": _int_from(1)}
+
+# the identity of the digits a run trains and evaluates on (Splits.identity); optional, as
+# checkpoints written before it was recorded lack it
+DATA_RULES = {
+    "sha256": ("64 hex digits (a string)", lambda v: isinstance(v, str) and len(v) == 64
+               and all(c in "0123456789abcdef" for c in v)),
+    "source": ("a string", lambda v: isinstance(v, str)),
+}
 
 
 def _found(v) -> str:
@@ -396,6 +450,8 @@ def check_saved_state(state: dict, where: Path) -> None:
         if name in state and not all(map(_is_number, _check_list(state, name, where))):
             raise CheckpointError(f"{where}: {name} must hold numbers; found "
                                   f"{_found(state[name])}")
+    if "data" in state:
+        _check_fields(state["data"], DATA_RULES, "data", where)
     if not isinstance(state.get("rng"), dict):
         raise CheckpointError(f"{where}: rng must be a JSON object (a generator state); "
                               f"found {_found(state.get('rng'))}")

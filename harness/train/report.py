@@ -27,7 +27,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from harness.train.loop import TrainConfig, TrainResult, train
+from harness.train.loop import TrainConfig, TrainResult, passes_text, train
 
 SWEEP_GRID = {
     ("paper", "sgd"): {"lr": [0.003, 0.01, 0.03, 0.1]},
@@ -278,7 +278,7 @@ def write_run_report(result: TrainResult, data, out_dir: str | Path,
                       out / "confusion.png")
     rej = f"{r['rejected_pct']:.1f}% (threshold set on test)"
     lines = [f"# Training run: {name}", "",
-             f"{c.passes} passes, seed {c.seed}, {c.impl} implementation ({c.dtype}), "
+             f"{passes_text(c.passes)}, seed {c.seed}, {c.impl} implementation ({c.dtype}), "
              f"{result.final('train')['n']} training digits, data {getattr(data, 'source', '?')}.",
              ""] + final_table(paper_rows() + [("this run", result.final("train"),
                                                   result.final("test"), rej)])
@@ -294,7 +294,7 @@ def write_run_report(result: TrainResult, data, out_dir: str | Path,
 def sweep_markdown(s: dict, defaults: dict) -> str:
     st = s["settings"]
     lines = ["# Rate sweep (training digits only)", "",
-             f"Each grid point trains for {st['passes']} passes on the first "
+             f"Each grid point trains for {passes_text(st['passes'])} on the first "
              f"{st['train_digits']} training digits and is scored on the last {st['holdout']} "
              f"training digits, held out. The test digits are never given to these runs "
              f"(tests/test_train.py::test_sweep_never_reads_the_test_set guards this). "
@@ -422,7 +422,8 @@ def write_summary(out: Path) -> Path:
     if lock:
         L += ["## Lockstep: NumPy reference vs the autograd twin", "",
               "Both start from the same weights and see the same patterns in the same order "
-              f"(paper preset, SDLM, {lock['float64']['config']['passes']} passes over the "
+              f"(paper preset, SDLM, {passes_text(lock['float64']['config']['passes'])} "
+              "over the "
               f"first {lock['float64']['train_digits']} training digits; each side estimates "
               "its own diagonal on the same Hessian patterns). After every pass: per layer, "
               "max |ref - twin| / max |ref| over its weights and biases." + (

@@ -1,0 +1,21 @@
+"""What the README states about the harness, checked against the code that does it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from harness.checks.tolerance import POLICY
+
+README = (Path(__file__).parents[1] / "README.md").read_text()
+
+
+def test_readme_tolerance_table_is_the_policy():
+    section = README[README.index("## Tolerance policy"):README.index("## Layout")]
+    rows = re.findall(r"^\| (twin / reference|finite differences[^|]*) \| (float\d\d) \| "
+                      r"([^|]+) \| ([^|]+) \| ([^|]+) \| ([^|]+) \|$", section, re.MULTILINE)
+    assert len(rows) == 4, rows
+    for against, dtype, *numbers in rows:
+        key = ("twin" if against.startswith("twin") else "finite_diff", dtype)
+        t = POLICY[key]
+        assert [float(v) for v in numbers] == [t.rtol, t.floor, t.tiny, t.signal], key
