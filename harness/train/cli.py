@@ -108,7 +108,7 @@ def _state_path(out: Path) -> Path:
 def _saved_state(args) -> dict | None:
     """The checkpoint state in --out (for --resume), checked field by field; None without
     --resume. ValueError (naming the file) when there is none or it cannot be used."""
-    from harness.train.loop import check_saved_state
+    from harness.train.checkpoint import check_saved_state
 
     if not args.resume:
         return None
