@@ -381,8 +381,10 @@ def test_html_renders_other_markdown_sections_escaped():
     html = to_html(r)
     assert_self_contained(html)
     assert "**" not in html and "<h2>Extra &lt;notes&gt;</h2>" in html
-    assert "<li>first <b>H1 weight_grad</b> and <code>a|b &lt;c&gt;</code></li>" in html
-    assert "<li><i>two</i></li>" in html and "<p>plain <i>text</i></p>" in html
+    assert "<li>first <strong>H1 weight_grad</strong> and <code>a|b &lt;c&gt;</code></li>" \
+        in html
+    assert "<li><em>two</em></li>" in html and "<p>plain <em>text</em></p>" in html
+    assert "<x>" not in html and "<c>" not in html  # a candidate's text is never markup
     rows = Tables(html).under("Extra")
     assert rows == [["a", "b"], ["<x>", "y"]]
 

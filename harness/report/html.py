@@ -27,12 +27,12 @@ from __future__ import annotations
 import base64
 import io
 import math
-import re
 import tempfile
 from html import escape
 from pathlib import Path
 
 import matplotlib
+from markdown_it import MarkdownIt
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -333,84 +333,18 @@ def _shown_above(title: str, s: dict) -> bool:
     return any(title.startswith(prefix) and s.get(key) for prefix, key in _DUPLICATES)
 
 
-_CODE = re.compile(r"`([^`]+)`")
-_INLINE = (
-    (re.compile(r"\*\*(.+?)\*\*"), r"<b>\1</b>"),
-    (re.compile(r"(?<![\w*])\*([^*\s][^*]*?)\*(?![\w*])"), r"<i>\1</i>"),
-    (re.compile(r"(?<![\w_])_([^_\s][^_]*?)_(?![\w_])"), r"<i>\1</i>"),
-)
+# Markdown sections (paragraphs, lists, tables, code) rendered by markdown-it-py, with raw
+# HTML off: any "<" a candidate's text holds is escaped, never markup
+_MD = MarkdownIt("commonmark", {"html": False}).enable("table")
 
 
 def _inline(text: str) -> str:
     """Escaped text with Markdown's `code`, **bold** and _italics_ as tags."""
-    out = []
-    for k, piece in enumerate(_CODE.split(text)):  # odd pieces: inside `code`
-        if k % 2:
-            out.append(f"<code>{escape(piece)}</code>")
-            continue
-        piece = escape(piece)
-        for pat, rep in _INLINE:
-            piece = pat.sub(rep, piece)
-        out.append(piece)
-    return "".join(out)
-
-
-_TABLE_RULE = re.compile(r"^\|?(\s*:?-+:?\s*\|)+\s*:?-*:?\s*$")
-
-
-def _cells(line: str) -> list[str]:
-    line = line.strip()
-    line = line.removeprefix("|")
-    line = line[:-1] if line.endswith("|") and not line.endswith("\\|") else line
-    return [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)]
+    return _MD.renderInline(text)
 
 
 def _markdown(md: str) -> str:
-    """HTML for the Markdown subset the reporters write: paragraphs, `- ` lists, `|` tables,
-    fenced code and `#` headings, with inline code, bold and italics. Everything is
-    escaped; anything else is shown as plain text."""
-    out: list[str] = []
-    lines = md.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        st = line.strip()
-        if not st:
-            i += 1
-        elif st.startswith("```"):
-            j = i + 1
-            while j < len(lines) and not lines[j].strip().startswith("```"):
-                j += 1
-            out.append("<pre>" + escape("\n".join(lines[i + 1:j])) + "</pre>")
-            i = j + 1
-        elif st.startswith("|"):
-            block = []
-            while i < len(lines) and lines[i].strip().startswith("|"):
-                block.append(lines[i])
-                i += 1
-            rows = [_cells(b) for b in block if not _TABLE_RULE.match(b.strip())]
-            head, body = rows[0], rows[1:]
-            html = ["<table><tr>" + "".join(f"<th>{_inline(h)}</th>" for h in head) + "</tr>"]
-            html += ["<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>"
-                     for r in body]
-            out.append("\n".join(html) + "</table>")
-        elif re.match(r"^[-*] ", st):
-            items = []
-            while i < len(lines) and re.match(r"^\s*[-*] ", lines[i]):
-                items.append(lines[i].strip()[2:])
-                i += 1
-            out.append("<ul>" + "".join(f"<li>{_inline(t)}</li>" for t in items) + "</ul>")
-        elif re.match(r"^#{1,6} ", st):
-            out.append(f"<h3>{_inline(st.lstrip('#').strip())}</h3>")
-            i += 1
-        else:
-            para = []
-            while i < len(lines) and lines[i].strip() and not re.match(
-                    r"^([-*] |\||```|#{1,6} )", lines[i].strip()):
-                para.append(lines[i].strip())
-                i += 1
-            out.append(f"<p>{_inline(' '.join(para))}</p>")
-    return "\n".join(out)
+    return _MD.render(md)
 
 
 def _ranges(groups) -> str:
