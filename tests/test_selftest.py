@@ -85,3 +85,34 @@ def test_full_selftest_cli(tmp_path):
     assert d["n_faults"] >= 24 and d["trials"] >= 50
     assert code == (0 if d["verdict"] == "pass" else 1)
     assert code == 0, (d["detection_rate"], d["localization_rate"], d["false_alarms"])
+
+
+def test_a_check_that_did_not_run_is_never_counted_as_a_pass():
+    from harness.checks.compare import Check, not_run
+    from harness.selftest.runner import CleanStat
+
+    st = CleanStat("impl", "float64", 1)
+    st.add("t0", not_run("H1", "weight_grad", "self_fd", "could not run"))
+    assert (st.checks, st.not_run_checks, st.worst_ratio) == (0, 1, 0.0)
+    res = selftest.SelftestResult([], [], [st], 1, {}, "synthetic", [], 0.0)
+    assert res.blocking_not_run == ["impl float64"]  # a row where nothing ran blocks
+    st.add("t0", Check("H1", "activation", "twin", status="pass", ratio=0.5))
+    assert (st.checks, st.not_run_checks) == (1, 1)
+
+
+def test_a_passing_subset_never_reads_as_the_gates_pass():
+    faults = [by_name(n) for n in SOME[:2]]
+    res = selftest.run_selftest(SPEC, trials=0, faults=faults, n_jobs=1)
+    d = res.to_dict()
+    assert res.passed and d["verdict"] == "pass_subset" and d["complete"] is False
+    assert any("faults, the gate needs at least 24" in r for r in d["incomplete"])
+    assert any("trials, the gate needs 50" in r for r in d["incomplete"])
+
+
+def test_a_loss_wrong_in_value_and_gradient_alike_is_caught_against_the_reference():
+    """Sum where the spec declares a mean, in E and dE/dy alike: self-consistent, so only the
+    comparison with the reference's loss (declared targets and loss equal) can see it."""
+    res = selftest.run_selftest(SPEC, trials=0, faults=[by_name("loss_sum_in_value_and_grad")],
+                                n_jobs=1)
+    (f,) = res.faults
+    assert f.detected and f.localized

@@ -414,8 +414,32 @@ def _loss_checks(run, y_out, labels):
         run.failed(e, "loss", "isolated", [("loss", "loss_grad", "self_fd")])
         return
     # the loss gradient if every output were off by 1: the scale of rounding near the target
+    unit = 2.0 / max(yt.size, 1)
     run.add(compare(g, fd, run.t_fd, "loss", "loss_grad", "self_fd", subject="candidate",
-                    mode="isolated", signal_scale=2.0 / max(yt.size, 1)))
+                    mode="isolated", signal_scale=unit))
+    if not _same_loss_declared(cand, run.ref.spec):
+        return  # other targets or loss are a choice (the conformance table), not a fault
+    ref_loss = run.ref.loss
+    try:
+        E = run.call(run.cand_dt.loss, yt.copy(), labels, where="loss")
+    except CallFailed as e:
+        run.failed(e, "loss", "isolated", [("loss", "activation", "reference"),
+                                           ("loss", "loss_grad", "reference")])
+        return
+    y64 = yt.astype(np.float64)
+    run.add(compare(np.array([E], dtype=float), np.array([ref_loss.value(y64, labels)]),
+                    run.t_ref, "loss", "activation", "reference", subject="candidate",
+                    mode="isolated"))
+    run.add(compare(g, ref_loss.grad(y64, labels), run.t_ref, "loss", "loss_grad",
+                    "reference", subject="candidate", mode="isolated", signal_scale=unit))
+
+
+def _same_loss_declared(cand, spec: NetSpec) -> bool:
+    """The candidate declares a spec whose targets and loss are the reference's: then its
+    loss value and derivative must be the reference's too."""
+    mine = getattr(cand, "spec", None)
+    return isinstance(mine, NetSpec) and (mine.target_on, mine.target_off, mine.loss) == \
+        (spec.target_on, spec.target_off, spec.loss)
 
 
 def _chain(run, layers, x, labels, unmapped, seed):

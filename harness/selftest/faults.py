@@ -325,6 +325,17 @@ class LossSignFlipped(MSELoss):
         return 2.0 * (self.targets(labels, y.dtype) - y) / y.size
 
 
+class LossSumBoth(MSELoss):
+    """E and dE/dy of a SUM of squared errors where the spec declares their mean: the two
+    agree with each other, so only the comparison with the reference can see it."""
+
+    def value(self, y, labels):
+        return float(np.sum((y - self.targets(labels, y.dtype)) ** 2))
+
+    def grad(self, y, labels):
+        return 2.0 * (y - self.targets(labels, y.dtype))
+
+
 # ---------------------------------------------------------------- the catalog
 
 @dataclass(frozen=True)
@@ -379,6 +390,7 @@ CATALOG: tuple[Fault, ...] = (
     _f("out_update_before_dx", "out", "input_grad", DenseUpdateBeforeDx),
     _f("loss_grad_sum_not_mean", "loss", "loss_grad", LossSum),
     _f("loss_grad_sign_flipped", "loss", "loss_grad", LossSignFlipped),
+    _f("loss_sum_in_value_and_grad", "loss", "activation", LossSumBoth),
 )
 
 # The reference in steps with no fault: must pass every check (a control, not a fault).
