@@ -10,19 +10,22 @@ anything harness.checks.verify_candidate accepts: a built-in name ("reference", 
 "path/file.py:attr" or "module:attr" reference (this imports and runs that code), or an
 object that follows candidates/protocol.py.
 
-Load it with `pytest -p harness.pytest_plugin`, or through the `pytest11` entry point of the
-installed package. Options: --verify-data DIR (USPS folder; default: where `verify` looks,
-else a deterministic synthetic batch), --verify-timeout SECONDS.
+Load it with `pytest -p harness.pytest_plugin` (it declares no pytest11 entry point, so it
+never loads into a test run that did not ask for it). Options: --verify-data DIR (USPS
+folder; default: where `verify` looks, else a deterministic synthetic batch, with a warning),
+--verify-timeout SECONDS.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytest
 
 from harness.checks.compare import PASS
 from harness.report.model import Report
-from harness.report.text import summary_line, verdict_line
+from harness.report.text import summary_line, verdict_blocks, verdict_line
 
 
 def pytest_addoption(parser):
@@ -70,7 +73,9 @@ def run_verify(candidate, samples: int = 1, *, preset: str = "paper", seed: int 
     report = Report(candidate=name, data_source=source, samples=len(x), dtype="float64",
                     seed=seed, preset=preset)
     if source == "synthetic":
-        report.notes.append("no USPS data found: checked on a deterministic synthetic batch")
+        note = "no USPS data found: checked on a deterministic synthetic batch"
+        report.notes.append(note)
+        warnings.warn(f"verify_candidate: {note} (give --verify-data DIR)", stacklevel=2)
     run_candidate_checks(report, candidate, spec, None, np.asarray(x), np.asarray(y),
                          timeout=timeout, seed=seed)
     return report
@@ -90,9 +95,9 @@ def failure_text(report: Report) -> str:
         for c in first:
             lines += verdict_line(c)
         lines.append("other checks that did not pass (spread from the origins, or not run):")
-    for c in report.sorted_checks():
-        if c.status != PASS and c not in first:
-            lines += verdict_line(c)
+    rest = [c for c in report.sorted_checks() if c.status != PASS and c not in first]
+    for block, _ in verdict_blocks(rest):  # NOT RUN checks of one cause on one line
+        lines += block
     return "\n".join(lines)
 
 

@@ -255,3 +255,33 @@ def test_plugin_failure_text_names_the_origin_before_the_spread():
     assert text[1] == ("origins: first in forward order H2 input_grad, in backward order "
                        "H2 input_grad")
     assert text[2].startswith("FAIL    H2   input_grad")
+
+
+@pytest.mark.parametrize("fixture", ["bad_hangs_on_import", "bad_hangs_in_build"])
+def test_importing_or_building_a_candidate_is_under_the_timeout(fixture, tmp_path, no_data):
+    js = tmp_path / "r.json"
+    rc = main(["--candidate", f"{FIX}/{fixture}.py:build", "--timeout", "2", "--samples", "1",
+               "--json", str(js), "--no-progress"])
+    d = json.loads(js.read_text())  # a report is written: nothing blocks forever
+    assert rc == 2 and d["exit_code"] == 2
+    (load,) = [c for c in d["checks"] if c["quantity"] == "load"]
+    assert "still running after 2 s" in load["reason"]
+
+
+def test_a_candidate_calling_os_exit_is_a_finding_not_a_green_exit():
+    r = check_on_synthetic(f"{FIX}/bad_exits_process.py:build")
+    runs = [c for c in origins(r) if (c.layer, c.quantity) == ("H2", "runs")]
+    assert runs and "os._exit(0) was called" in runs[0].reason
+    assert r.verdict == "fail"
+
+
+def test_plugin_groups_not_run_checks_and_warns_on_synthetic_digits(no_data):
+    from harness.pytest_plugin import failure_text, run_verify
+
+    with pytest.warns(UserWarning, match="deterministic synthetic batch"):
+        r = run_verify(f"{FIX}/bad_hangs.py:build", timeout=2.0)  # H1.backward hangs
+    text = failure_text(r)
+    assert text.split("\n")[1].startswith("origins: first in forward order H1 runs")
+    not_run_lines = [s for s in text.split("\n") if s.startswith("NOT RUN")]
+    assert r.counts()["not_run"] > 20  # many checks could not run ...
+    assert len(not_run_lines) < 8  # ... shown as a few lines, one per cause

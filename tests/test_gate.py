@@ -59,7 +59,8 @@ def test_committed_baseline_is_complete():
     base = gate.load_baseline()
     assert set(base) >= {"reference/failed_checks", "selftest/detection_rate",
                          "selftest/localization_rate", "selftest/false_alarms",
-                         "training/train_mse", "training/test_misses"}
+                         "training/text/train_mse", "training/text/test_misses",
+                         "training/png/train_mse", "training/png/test_misses"}
     assert base["selftest/detection_rate"] == 1.0 and base["selftest/false_alarms"] == 0
 
 
@@ -107,3 +108,18 @@ def test_gate_command_exits_1_naming_the_item(usps_dir, monkeypatch, capsys, tmp
     assert "gate FAILED" in out and "reference/failed_checks" in out
     suite = ET.parse(junit).getroot()
     assert int(suite.get("failures")) >= 2  # the out weight_grad checks and the gate item
+
+
+def test_training_figures_are_kept_per_data_layout():
+    """The hub's PNG pixels differ from the text values by up to 1/127.5, which moves the
+    training figures past their rules: each layout has its own, and rewriting the baseline
+    on one layout keeps the other's."""
+    from harness.gate.items import baseline_text, data_layout
+
+    assert data_layout("text:../shared/data/usps") == "text"
+    assert data_layout("parquet:../shared/data/usps/data") == "png"
+    assert data_layout("hub:flwrlabs/usps") == "png"
+    old = {"items": {"training/png/train_mse": 0.5}, "rules": {"training/png/train_mse": "x"}}
+    new = json.loads(baseline_text([Item("training/text/train_mse", 0.25, "rel:1e-6")], old))
+    assert new["items"] == {"training/png/train_mse": 0.5, "training/text/train_mse": 0.25}
+    assert new["rules"]["training/text/train_mse"] == "rel:1e-6"

@@ -10,6 +10,8 @@ earlier one hung, is a `CallFailed` with `skipped` set: the checks it feeds are 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import threading
 import traceback
@@ -20,9 +22,29 @@ _LIBRARIES = tuple(str(Path(p).resolve()) for p in {sys.prefix, sys.base_prefix}
 
 
 class CallFailed(Exception):
-    def __init__(self, where: str, reason: str, hung: bool = False, skipped: bool = False):
+    def __init__(self, where: str, reason: str, hung: bool = False, skipped: bool = False,
+                 exc: BaseException | None = None):
         super().__init__(f"{where}: {reason}")
         self.where, self.reason, self.hung, self.skipped = where, reason, hung, skipped
+        self.exc = exc  # what the call raised, if it raised
+
+
+@contextlib.contextmanager
+def exits_refused():
+    """While candidate code may run: os._exit raises SystemExit instead of ending the
+    process, so a candidate that calls it is a finding (sys.exit already is one), never a
+    silent exit 0 with no report. The harness itself never calls os._exit."""
+    real = os._exit
+
+    def refuse(code=0):
+        raise SystemExit(f"os._exit({code}) was called; the harness does not let a "
+                         "candidate end the process")
+
+    os._exit = refuse
+    try:
+        yield
+    finally:
+        os._exit = real
 
 
 def _raised_at(tb) -> str:
@@ -50,7 +72,12 @@ def call(fn, *args, where: str, timeout: float | None = None):
         except BaseException as e:  # noqa: BLE001 - a candidate may raise anything
             last = traceback.format_exception_only(type(e), e)[-1].strip()
             box["error"] = last + _raised_at(e.__traceback__)
+            box["exc"] = e
 
+    # TODO: a call that times out keeps running in its daemon thread (Python cannot stop a
+    # thread), so a busy loop keeps a core busy until the process ends and slows what runs
+    # after it. Running candidate calls in a child process that can be killed would close
+    # this; it waits because candidates are plain objects, not picklable by contract.
     t = threading.Thread(target=target, daemon=True, name=f"candidate:{where}")
     t.start()
     t.join(timeout)
@@ -58,5 +85,5 @@ def call(fn, *args, where: str, timeout: float | None = None):
         raise CallFailed(where, f"still running after {timeout:g} s (hung?); stopped "
                          "waiting for it", hung=True)
     if "error" in box:
-        raise CallFailed(where, f"raised {box['error']}")
+        raise CallFailed(where, f"raised {box['error']}", exc=box["exc"])
     return box.get("value")

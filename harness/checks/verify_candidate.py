@@ -27,7 +27,7 @@ import numpy as np
 
 from harness.checks.compare import FAIL, NOT_RUN, PASS, Check, compare, not_run
 from harness.checks.finite_diff import central_diff, sample_entries
-from harness.checks.guard import CallFailed, call
+from harness.checks.guard import CallFailed, call, exits_refused
 from harness.checks.tolerance import fd_step, tolerance_for
 from reference.numpy_net import NumpyNet
 from reference.params import Params, init_params
@@ -143,15 +143,25 @@ def run_candidate_checks(report, cand_ref, preset_spec: NetSpec, params: Params 
     dtype "float32": the candidate's `with_dtype(np.float32)` build, holding the same
     parameters, gives the analytic results; finite differences come from the float64 build;
     the float32 tolerances apply; the chain checks run in float64 only (NOT RUN here)."""
+    with exits_refused():
+        _run_candidate_checks(report, cand_ref, preset_spec, params, x, y, timeout, progress,
+                              seed, dtype)
+
+
+def _run_candidate_checks(report, cand_ref, preset_spec, params, x, y, timeout, progress,
+                          seed, dtype):
     from candidates.loader import CandidateLoadError, load_candidate
     from harness.checks.conformance import conformance_rows, conformance_table, to_markdown
 
-    try:
-        cand = load_candidate(cand_ref, seed=seed) if isinstance(cand_ref, str) else cand_ref
-    except CandidateLoadError as e:
+    try:  # importing and building run the user's code too: under the same timeout
+        cand = cand_ref if not isinstance(cand_ref, str) else call(
+            lambda: load_candidate(cand_ref, seed=seed), where=f"loading {cand_ref}",
+            timeout=timeout)
+    except CallFailed as e:
+        why = str(e.exc) if isinstance(e.exc, CandidateLoadError) else str(e)
         report.checks.append(Check("all", "load", "protocol", status=FAIL,
-                                   subject="candidate", reason=str(e)))
-        report.sections["load_error"] = str(e)
+                                   subject="candidate", reason=why))
+        report.sections["load_error"] = why
         return
     declared = getattr(cand, "spec", None)
     spec = declared if isinstance(declared, NetSpec) else preset_spec

@@ -54,7 +54,7 @@ def run(args, console) -> int:
 
     if args.update_baseline:
         old = path.read_text() if path.exists() else ""
-        new = gate.baseline_text(items)
+        new = gate.baseline_text(items, json.loads(old) if old else None)
         try:
             write_atomic(path, new)
         except ReportWriteError as e:

@@ -13,10 +13,9 @@ from harness.report.text import (
     CELL_LEGEND,
     SIDE_QUANTITIES,
     cell,
-    column_label,
     grid,
     summary_line,
-    verdict_line,
+    verdict_blocks,
 )
 
 STYLE = {PASS: "green", FAIL: "bold red", NOT_RUN: "yellow"}
@@ -53,7 +52,7 @@ def render(report: Report, console: Console | None = None, verbose: bool = False
     if shown:
         console.print("[bold]checks[/]" if verbose else "[bold]integrity, failed and not-run "
                       "checks[/] (-v for all)")
-    for lines, status in _verdict_blocks(shown):
+    for lines, status in verdict_blocks(shown):
         for i, line in enumerate(lines):
             console.print(line, style=STYLE[status] if i == 0 else None, highlight=False,
                           markup=False)
@@ -61,25 +60,6 @@ def render(report: Report, console: Console | None = None, verbose: bool = False
         console.print(f"note: {note}", highlight=False, markup=False)
     console.print(summary_line(report), style=STYLE[report.verdict], highlight=False,
                   markup=False)
-
-
-def _verdict_blocks(checks):
-    """(lines, status) per check, in order; NOT RUN checks that share one reason (all that
-    a failed call would have fed) become one line listing them, at the first one's place."""
-    by_reason: dict[str, list] = {}
-    for c in checks:
-        if c.status == NOT_RUN:
-            by_reason.setdefault(c.reason, []).append(c)
-    for c in checks:
-        group = by_reason.get(c.reason, []) if c.status == NOT_RUN else []
-        if len(group) < 2:
-            yield verdict_line(c), c.status
-        elif group[0] is c:
-            by_label: dict[str, list[str]] = {}
-            for g in group:
-                by_label.setdefault(column_label(g), []).append(f"{g.layer} {g.quantity}")
-            names = "; ".join(f"{lab}: {', '.join(v)}" for lab, v in by_label.items())
-            yield [f"NOT RUN {len(group)} checks, {names}", f"        {c.reason}"], NOT_RUN
 
 
 def _styled(c) -> Text | str:

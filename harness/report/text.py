@@ -115,3 +115,22 @@ def summary_line(report: Report) -> str:
                        key=lambda t: t)
         s += "; failing: " + ", ".join(names)
     return s
+
+
+def verdict_blocks(checks):
+    """(lines, status) per check, in order; NOT RUN checks that share one reason (all that
+    a failed call would have fed) become one line listing them, at the first one's place."""
+    by_reason: dict[str, list] = {}
+    for c in checks:
+        if c.status == NOT_RUN:
+            by_reason.setdefault(c.reason, []).append(c)
+    for c in checks:
+        group = by_reason.get(c.reason, []) if c.status == NOT_RUN else []
+        if len(group) < 2:
+            yield verdict_line(c), c.status
+        elif group[0] is c:
+            by_label: dict[str, list[str]] = {}
+            for g in group:
+                by_label.setdefault(column_label(g), []).append(f"{g.layer} {g.quantity}")
+            names = "; ".join(f"{lab}: {', '.join(v)}" for lab, v in by_label.items())
+            yield [f"NOT RUN {len(group)} checks, {names}", f"        {c.reason}"], NOT_RUN
