@@ -95,7 +95,8 @@ def failure_text(report: Report) -> str:
         for c in first:
             lines += verdict_line(c)
         lines.append("other checks that did not pass (spread from the origins, or not run):")
-    rest = [c for c in report.sorted_checks() if c.status != PASS and c not in first]
+    shown = {id(c) for c in first}  # by identity: equal-looking checks stay distinct
+    rest = [c for c in report.sorted_checks() if c.status != PASS and id(c) not in shown]
     for block, _ in verdict_blocks(rest):  # NOT RUN checks of one cause on one line
         lines += block
     return "\n".join(lines)
